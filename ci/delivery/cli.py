@@ -1,0 +1,151 @@
+"""The ``deliver`` command line: the same entry point for people, CI and the Dagger module.
+
+Each step lives in its own module and registers its commands here. Errors are printed once
+(what, where, how to fix) and give a non-zero exit; ``--json`` prints machine-readable results.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from delivery import config as envconfig
+from delivery import console, profiles
+from delivery.errors import DeliveryError
+from delivery.fsutil import atomic_write_text
+from delivery.paths import REPO_ENV_VAR, find_repo_root
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_json_mode = {"on": False}
+
+
+def _set_json(_ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    if value:
+        _json_mode["on"] = True
+    return value
+
+
+json_option = click.option(
+    "--json", "as_json", is_flag=True, callback=_set_json, expose_value=True, help="Print machine-readable JSON."
+)
+
+
+def env_option(required: bool = True) -> Callable[[F], F]:
+    """The ``--env`` option shared by every environment-scoped command."""
+    return click.option("--env", "env", required=required, metavar="ENV", help="Environment (environments/ENV).")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--repo",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar=REPO_ENV_VAR,
+    help="Platform repo root (default: found from the current directory).",
+)
+@click.version_option(package_name="llm-platform-delivery")
+@click.pass_context
+def main_group(ctx: click.Context, repo: Path | None) -> None:
+    """Deliver the LLM-inference platform: modelcars, substrate, layers and promotion."""
+    ctx.ensure_object(dict)["repo"] = repo.resolve() if repo else None
+
+
+def resolved_repo(ctx: click.Context) -> Path:
+    """Resolve the repo lazily so ``--help`` works anywhere."""
+    obj = ctx.find_root().ensure_object(dict)
+    if obj.get("repo") is None or not (obj["repo"] / "environments").is_dir():
+        obj["repo"] = find_repo_root(obj.get("repo"))
+    root: Path = obj["repo"]
+    return root
+
+
+@main_group.group("config")
+def config_group() -> None:
+    """Environment config (environments/<env>/config.yaml)."""
+
+
+@config_group.command("check")
+@env_option(required=False)
+@json_option
+@click.pass_context
+def config_check(ctx: click.Context, env: str | None, as_json: bool) -> None:
+    """Check every environment's config (or one with --env); all problems at once."""
+    repo = resolved_repo(ctx)
+    configs, problems = envconfig.check(repo, [env] if env else None)
+    if as_json:
+        console.print_json(
+            {
+                "ok": not problems,
+                "environments": sorted(configs),
+                "problems": [p.as_dict() for p in problems],
+            }
+        )
+    else:
+        for p in problems:
+            click.echo(p.render(), err=True)
+        failed = {p.where.split(":")[0] for p in problems}
+        for name in sorted(configs):
+            if str(configs[name].path) not in failed:
+                click.echo(f"ok  {name}  ({configs[name].path})")
+    if problems:
+        if not as_json:
+            click.echo(f"{len(problems)} problem(s) found", err=True)
+        sys.exit(2)
+
+
+@main_group.command("root")
+@env_option()
+@click.option(
+    "--profile",
+    type=click.Choice(list(profiles.PROFILES)),
+    default=None,
+    help="Profile to select (default: the environment's).",
+)
+@click.option("--write", is_flag=True, help="Write clusters/<env>/root.yaml instead of printing.")
+@click.option("--check", "check_only", is_flag=True, help="Fail if the written root differs from config.")
+@click.pass_context
+def root_cmd(ctx: click.Context, env: str, profile: str | None, write: bool, check_only: bool) -> None:
+    """Print (or write) the root Argo CD Applications selecting the profile's layers."""
+    repo = resolved_repo(ctx)
+    cfg = envconfig.load_env(repo, env)
+    chosen = profile if profile and profile != cfg.profile else None
+    text = profiles.render_root(cfg, chosen)  # type: ignore[arg-type]
+    target = repo / "clusters" / env / profiles.root_path_name(chosen)
+    if check_only:
+        current = target.read_text(encoding="utf-8") if target.is_file() else None
+        if current != text:
+            raise DeliveryError(
+                "root manifest is out of date with environment config",
+                where=str(target.relative_to(repo)),
+                fix=f"run: deliver root --env {env}{f' --profile {chosen}' if chosen else ''} --write",
+            )
+        click.echo(f"up to date: {target.relative_to(repo)}")
+    elif write:
+        atomic_write_text(target, text)
+        click.echo(f"wrote {target.relative_to(repo)}")
+    else:
+        click.echo(text, nl=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run, print errors once, exit with their code."""
+    try:
+        main_group.main(args=argv, prog_name="deliver", standalone_mode=False)
+    except DeliveryError as err:
+        if _json_mode["on"]:
+            console.print_json({"ok": False, **err.as_dict()})
+        click.echo(f"error: {err.render()}", err=True)
+        sys.exit(err.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except click.exceptions.Exit as err:
+        sys.exit(err.exit_code)
+    sys.exit(0)

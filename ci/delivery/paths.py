@@ -1,0 +1,47 @@
+"""Where the platform repo is, and the well-known places inside it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from delivery.errors import UsageError
+
+REPO_ENV_VAR = "DELIVER_REPO"
+
+
+def find_repo_root(start: Path | None = None) -> Path:
+    """The platform repo root: ``$DELIVER_REPO``, else the nearest parent holding environments/."""
+    override = os.environ.get(REPO_ENV_VAR)
+    if override:
+        root = Path(override).resolve()
+        if not (root / "environments").is_dir():
+            raise UsageError(
+                f"{REPO_ENV_VAR}={override} has no environments/ directory",
+                fix=f"point {REPO_ENV_VAR} (or --repo) at the platform repo root",
+            )
+        return root
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "environments").is_dir() and (candidate / "pyproject.toml").is_file():
+            return candidate
+    raise UsageError(
+        f"no platform repo found at or above {here}",
+        fix="run inside the repo, or pass --repo PATH (or set DELIVER_REPO)",
+    )
+
+
+def environments_dir(repo: Path) -> Path:
+    return repo / "environments"
+
+
+def env_config_path(repo: Path, env: str) -> Path:
+    return environments_dir(repo) / env / "config.yaml"
+
+
+def layers_dir(repo: Path, env: str) -> Path:
+    return repo / "clusters" / env / "layers"
+
+
+def modelcars_dir(repo: Path) -> Path:
+    return repo / "modelcars"
