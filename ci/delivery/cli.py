@@ -31,13 +31,20 @@ def _set_json(_ctx: click.Context, _param: click.Parameter, value: bool) -> bool
 
 
 json_option = click.option(
-    "--json", "as_json", is_flag=True, callback=_set_json, expose_value=True, help="Print machine-readable JSON."
+    "--json",
+    "as_json",
+    is_flag=True,
+    callback=_set_json,
+    expose_value=True,
+    help="Print machine-readable JSON.",
 )
 
 
 def env_option(required: bool = True) -> Callable[[F], F]:
     """The ``--env`` option shared by every environment-scoped command."""
-    return click.option("--env", "env", required=required, metavar="ENV", help="Environment (environments/ENV).")
+    return click.option(
+        "--env", "env", required=required, metavar="ENV", help="Environment (environments/ENV)."
+    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -120,11 +120,12 @@ class EnvConfig(_Strict):
     repo_url: Annotated[
         str, Field(alias="repoURL", pattern=r"^(https://[^\s/]+/\S+|ssh://\S+|git@[^\s:]+:\S+)$")
     ]
-    repo_branch: Annotated[str, Field(alias="repoBranch", pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*$")]
-    domain: Annotated[str, Field(pattern=r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,}$")]
-    registry: Annotated[
-        str, Field(pattern=r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)+$")
+    repo_branch: Annotated[
+        str,
+        Field(alias="repoBranch", pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*$"),
     ]
+    domain: Annotated[str, Field(pattern=r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,}$")]
+    registry: Annotated[str, Field(pattern=r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)+$")]
     profile: Profile
     gpu: Gpu
     features: Features = Features()
@@ -198,11 +199,15 @@ def _semantic_problems(cfg: EnvConfig) -> list[Problem]:
             )
         )
     if cfg.promotion.source == cfg.name:
-        problems.append(Problem(where, "promotion.from names this environment itself", "name the upstream env"))
+        problems.append(
+            Problem(where, "promotion.from names this environment itself", "name the upstream env")
+        )
     for i, window in enumerate(cfg.promotion.freeze_windows):
         if window.end <= window.start:
             problems.append(
-                Problem(where, f"promotion.freezeWindows.{i}: end is not after start", "swap or fix the times")
+                Problem(
+                    where, f"promotion.freezeWindows.{i}: end is not after start", "swap or fix the times"
+                )
             )
     return problems
 
@@ -298,7 +303,11 @@ def check(repo: Path, envs: list[str] | None = None) -> tuple[dict[str, EnvConfi
     """
     all_envs = list_envs(repo)
     if not all_envs:
-        raise UsageError("no environments found", where=str(environments_dir(repo)), fix="add environments/<env>/config.yaml")
+        raise UsageError(
+            "no environments found",
+            where=str(environments_dir(repo)),
+            fix="add environments/<env>/config.yaml",
+        )
     selected = envs or all_envs
     configs: dict[str, EnvConfig] = {}
     problems: list[Problem] = []

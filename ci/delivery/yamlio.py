@@ -38,7 +38,7 @@ def _writer() -> YAML:
     yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
     yaml.width = 4096
     yaml.indent(mapping=2, sequence=4, offset=2)
-    yaml.representer.ignore_aliases = lambda *_: True  # type: ignore[method-assign]
+    yaml.representer.ignore_aliases = lambda *_: True
     return yaml
 
 

@@ -1,0 +1,4 @@
+"""Every container image the module runs, pinned by digest (tests check that each one is)."""
+
+# Python base of the toolbox: the project is pip-installed on it and the `deliver` CLI runs there.
+PYTHON = "python:3.13-slim@sha256:9d2e5553305c7c7b0097999bb17187c69b921ccd6bc9d40e4bb5ebe652c00285"

@@ -1,0 +1,50 @@
+"""LLM platform delivery as Dagger functions.
+
+Each function assembles a container from digest-pinned images and runs the same `deliver` CLI
+that the tests exercise (no logic lives only here). Side-effecting functions are never cached.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import dagger
+from dagger import DefaultPath, Doc, Ignore, field, function, object_type
+
+from .toolbox import SOURCE_IGNORE, deliver, toolbox
+
+
+@object_type
+class LlmPlatform:
+    """Modelcars, substrate, layers and promotion of the LLM-inference platform."""
+
+    source: Annotated[
+        dagger.Directory,
+        Doc("The platform repo (defaults to the repo holding dagger.json)"),
+        DefaultPath("/"),
+        Ignore(SOURCE_IGNORE),
+    ] = field()
+
+    @function
+    def toolbox(self) -> dagger.Container:
+        """The toolbox container: pinned Python base with the project installed (for debugging)."""
+        return toolbox(self.source)
+
+    @function
+    async def config_check(
+        self,
+        env: Annotated[str, Doc("Check only this environment (default: all)")] = "",
+    ) -> str:
+        """Check environments/<env>/config.yaml for every environment (or one); fails on any error."""
+        args = ["config", "check", "--json"] + (["--env", env] if env else [])
+        return await deliver(toolbox(self.source), *args).stdout()
+
+    @function
+    async def root(
+        self,
+        env: Annotated[str, Doc("Environment whose root Applications to render")],
+        profile: Annotated[str, Doc("Profile: platform, serving, llm-gateway or full (default: env's)")] = "",
+    ) -> str:
+        """Render the root Argo CD Applications selecting the profile's layers (YAML)."""
+        args = ["root", "--env", env] + (["--profile", profile] if profile else [])
+        return await deliver(toolbox(self.source), *args).stdout()
