@@ -1,0 +1,82 @@
+"""The Kubernetes manifests of an environment's Argo CD layers (clusters/<env>/layers/**)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from delivery import yamlio
+from delivery.paths import layers_dir
+
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """One YAML document of a layer: ``path`` is relative to the repo, ``index`` its position in the file."""
+
+    path: Path
+    index: int
+    layer: str
+    doc: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return str(self.doc.get("kind") or "")
+
+    @property
+    def api_version(self) -> str:
+        return str(self.doc.get("apiVersion") or "")
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        meta = self.doc.get("metadata")
+        return meta if isinstance(meta, dict) else {}
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("name") or "")
+
+    @property
+    def namespace(self) -> str:
+        return str(self.metadata.get("namespace") or "")
+
+    @property
+    def resource(self) -> str:
+        """``Kind/namespace/name`` (``Kind/name`` for cluster-scoped or unnamespaced resources)."""
+        parts = [self.kind or "?", self.namespace, self.name or "?"]
+        return "/".join(p for p in parts if p)
+
+
+def layer_files(repo: Path, env: str) -> list[Path]:
+    """Every YAML file under clusters/<env>/layers/ (absolute paths, sorted)."""
+    base = layers_dir(repo, env)
+    if not base.is_dir():
+        return []
+    return sorted(p for p in base.rglob("*") if p.is_file() and p.suffix in YAML_SUFFIXES)
+
+
+def layer_of(repo: Path, env: str, path: Path) -> str:
+    """The layer a file belongs to: the first directory under clusters/<env>/layers/."""
+    rel = path.resolve().relative_to(layers_dir(repo, env).resolve())
+    return rel.parts[0] if len(rel.parts) > 1 else ""
+
+
+def load_file_manifests(repo: Path, env: str, path: Path) -> list[Manifest]:
+    """The documents of one layer file (a YAML syntax error raises ConfigError naming file:line)."""
+    rel = path.resolve().relative_to(repo.resolve())
+    layer = layer_of(repo, env, path)
+    docs = yamlio.load_all_file(path)
+    return [
+        Manifest(path=rel, index=i, layer=layer, doc=yamlio.plain(doc) if isinstance(doc, dict) else {})
+        for i, doc in enumerate(docs)
+    ]
+
+
+def load_layer_manifests(repo: Path, env: str) -> list[Manifest]:
+    """Every YAML document under clusters/<env>/layers/** (files sorted, documents in file order)."""
+    found: list[Manifest] = []
+    for path in layer_files(repo, env):
+        found.extend(load_file_manifests(repo, env, path))
+    return found

@@ -1,0 +1,41 @@
+"""Validation of an environment's layers: kubeconform (strict, hermetic schemas) plus policy checks."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem in one resource: ``check`` is "kubeconform" or a policy rule id.
+
+    ``file`` is relative to the repo; ``resource`` is ``Kind/namespace/name``; ``path`` is the JSON
+    path inside the resource when known (e.g. ``/spec/template/spec/containers/0/image``).
+    """
+
+    file: str
+    resource: str
+    check: str
+    message: str
+    path: str = ""
+
+    def render(self) -> str:
+        where = f"{self.file}: {self.resource}" if self.resource else self.file
+        at = f" at {self.path}" if self.path else ""
+        return f"{where}: [{self.check}]{at} {self.message}"
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Report:
+    """The result of validating one environment: how many resources were checked and what failed."""
+
+    env: str
+    resources: int
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
