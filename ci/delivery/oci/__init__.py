@@ -1,0 +1,1 @@
+"""OCI distribution client: blobs, references, registry auth, and streaming push/pull."""
