@@ -146,6 +146,21 @@ class EnvConfig(_Strict):
         return self._path
 
 
+_YAML_TYPE = {
+    "int": "an integer",
+    "float": "a number",
+    "str": "a string",
+    "string": "a string",
+    "bool": "a boolean (true or false)",
+    "dict": "a mapping",
+    "model": "a mapping",
+    "list": "a list",
+    "tuple": "a list",
+    "datetime": "a timestamp",
+    "NoneType": "nothing (null)",
+}
+
+
 def _describe(err: Any) -> tuple[str, str]:
     """(what, fix) for one pydantic error."""
     kind = err["type"]
@@ -159,10 +174,11 @@ def _describe(err: Any) -> tuple[str, str]:
         return f"got {got!r}, expected one of {ctx.get('expected')}", "use one of the allowed values"
     if kind == "string_pattern_mismatch":
         return f"got {got!r}, which does not match {ctx.get('pattern')}", "fix the value's format"
-    if kind.endswith("_type") or kind in {"model_type", "dict_type", "tuple_type"}:
-        expected = kind.removesuffix("_type").replace("model", "mapping").replace("dict", "mapping")
-        hint = ' (quote numbers meant as text, e.g. "1.34")' if expected == "string" else ""
-        return f"got {type(got).__name__} {got!r}, expected {expected}{hint}", f"write a {expected}"
+    if kind.endswith("_type"):
+        expected = _YAML_TYPE.get(kind.removesuffix("_type"), kind.removesuffix("_type"))
+        hint = ' (quote numbers meant as text, e.g. "1.34")' if expected == "a string" else ""
+        actual = _YAML_TYPE.get(type(got).__name__, type(got).__name__)
+        return f"got {actual} {got!r}, expected {expected}{hint}", f"write {expected}"
     return f"{err['msg']} (got {got!r})", "fix the value"
 
 

@@ -104,6 +104,12 @@ def plain(data: Any) -> Any:
         return {str(k) if not isinstance(k, str) else k: plain(v) for k, v in data.items()}
     if isinstance(data, list):
         return [plain(v) for v in data]
+    # ruamel scalar subclasses (ScalarFloat, quoted strings...) become the plain built-in types
+    if type(data) in (bool, int, float, str) or data is None:
+        return data
+    for kind in (bool, int, float, str):
+        if isinstance(data, kind):
+            return kind(data)
     return data
 
 
