@@ -138,6 +138,12 @@ def root_cmd(ctx: click.Context, env: str, profile: str | None, write: bool, che
         click.echo(text, nl=False)
 
 
+from delivery.substrate import commands as substrate_commands  # noqa: E402
+
+for _command in substrate_commands.COMMANDS:  # plan, apply, substrate-check
+    main_group.add_command(_command)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run, print errors once, exit with their code."""
     try:

@@ -1,0 +1,145 @@
+"""``deliver plan``, ``deliver apply`` and ``deliver substrate-check``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from delivery import config as envconfig
+from delivery import console
+from delivery.cli import env_option, json_option, resolved_repo
+from delivery.errors import DeliveryError, Problem
+from delivery.substrate import inputs, policy, runner
+from delivery.substrate.tool import BINARY_ENV_VAR, find_tool
+
+binary_option = click.option(
+    "--binary",
+    "binary",
+    envvar=BINARY_ENV_VAR,
+    metavar="NAME|PATH",
+    default=None,
+    help=f"tofu, terraform or a path (env: {BINARY_ENV_VAR}; default: tofu if found, else terraform).",
+)
+
+
+@click.command("plan")
+@env_option()
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory for plan.tfplan, plan.json and the inputs (default: out/tofu/ENV).",
+)
+@binary_option
+@json_option
+@click.pass_context
+def plan_cmd(ctx: click.Context, env: str, out_dir: Path | None, binary: str | None, as_json: bool) -> None:
+    """Plan the substrate of ENV: policy, fmt, init, plan -out, and a summary of the changes."""
+    repo = resolved_repo(ctx)
+    envconfig.load_env(repo, env)  # an unknown env fails before anything else
+    tool = find_tool(binary, repo)
+    with console.ProgressReporter(quiet=as_json) as reporter:
+        outcome = runner.plan(repo, env, tool, out_dir=out_dir, reporter=reporter)
+    if as_json:
+        console.print_json({"ok": True, **outcome.as_dict()})
+        return
+    click.echo(outcome.summary.table(), nl=False)
+    click.echo(f"saved: {outcome.plan_file}  (summary: {runner.sidecar_path(outcome.plan_file)})")
+    destructive = outcome.summary.destructive
+    approvals = " ".join(f"--approve-delete '{c.address}'" for c in destructive)
+    command = f"deliver apply --env {env} --plan {outcome.plan_file} {approvals}".rstrip()
+    click.echo(f"review, then: {command}")
+
+
+@click.command("apply")
+@env_option()
+@click.option(
+    "--plan",
+    "plan_file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The plan.tfplan saved by `deliver plan --env ENV` (never applies without one).",
+)
+@click.option(
+    "--approve-delete",
+    "approve_delete",
+    multiple=True,
+    metavar="ADDRESS",
+    help="Allow the plan to delete or replace this resource address (repeat for each one).",
+)
+@binary_option
+@json_option
+@click.pass_context
+def apply_cmd(
+    ctx: click.Context,
+    env: str,
+    plan_file: Path,
+    approve_delete: tuple[str, ...],
+    binary: str | None,
+    as_json: bool,
+) -> None:
+    """Apply a plan saved by `deliver plan` for ENV; deletes and replaces need --approve-delete."""
+    repo = resolved_repo(ctx)
+    envconfig.load_env(repo, env)
+    tool = find_tool(binary, repo)
+    with console.ProgressReporter(quiet=as_json) as reporter:
+        outcome = runner.apply(repo, env, tool, plan_file, approve_delete=approve_delete, reporter=reporter)
+    if as_json:
+        console.print_json({"ok": True, **outcome.as_dict()})
+        return
+    click.echo(outcome.summary.table(), nl=False)
+    click.echo(f"applied: {outcome.plan_file}")
+    for name, value in sorted(outcome.outputs.items()):
+        click.echo(f"  {name} = {value}")
+
+
+@click.command("substrate-check")
+@env_option(required=False)
+@binary_option
+@json_option
+@click.pass_context
+def substrate_check_cmd(ctx: click.Context, env: str | None, binary: str | None, as_json: bool) -> None:
+    """Check every env's root offline: inputs from config, GCS backend, HCL policy, fmt -check."""
+    repo = resolved_repo(ctx)
+    envs = [env] if env else envconfig.list_envs(repo)
+    tool = find_tool(binary, repo)
+    problems: list[Problem] = []
+    checked: list[str] = []
+    for name in envs:
+        try:
+            prepared = runner.prepare(repo, name)
+            if prepared.module.backend != "gcs":
+                problems.append(
+                    Problem(
+                        prepared.module.backend_where or prepared.root_rel,
+                        f"root has backend {prepared.module.backend or 'none'!r}, "
+                        'not an empty backend "gcs" {}',
+                        f'declare backend "gcs" {{}}: bucket {inputs.state_bucket(prepared.cfg)} and prefix '
+                        "are passed by deliver from config",
+                    )
+                )
+            runner.check_format(tool, prepared)
+            checked.append(name)
+        except DeliveryError as err:
+            problems.extend(err.problems)
+    if as_json:
+        console.print_json(
+            {"ok": not problems, "checked": checked, "problems": [p.as_dict() for p in problems]}
+        )
+    else:
+        for p in problems:
+            click.echo(p.render(), err=True)
+        failed = {p.where for p in problems}
+        for name in checked:
+            if not any(w.startswith(str(inputs.root_dir(repo, name).relative_to(repo))) for w in failed):
+                click.echo(f"ok  {name}  (tofu/envs/{name}, {len(policy.MODULE_RULES) + 1} policies, fmt)")
+    if problems:
+        if not as_json:
+            click.echo(f"{len(problems)} problem(s) found", err=True)
+        sys.exit(1)
+
+
+COMMANDS: tuple[click.Command, ...] = (plan_cmd, apply_cmd, substrate_check_cmd)

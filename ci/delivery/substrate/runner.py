@@ -1,0 +1,398 @@
+"""Plan and apply an environment's root: the same steps on a laptop, in CI and in Dagger.
+
+``plan``: policy (HCL) → ``fmt -check`` → ``init`` (``-lockfile=readonly`` once a lock exists) →
+``plan -out -detailed-exitcode`` → ``show -json`` → a summary. The plan, its inputs and
+``plan.json`` (summary + binding: env, root, sha256 of the plan, tool, fingerprint of the sources)
+are written together into one directory, atomically.
+
+``apply`` only takes such a saved plan. It refuses a plan made for another env or root, a plan
+whose bytes changed, a plan made by the other tool, a plan older than the current sources or state
+(re-plan), and any delete or replace whose address was not approved explicitly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from delivery import config as envconfig
+from delivery.console import ProgressReporter
+from delivery.errors import DeliveryError, Problem, ToolError, UsageError, ValidationFailed, raise_if
+from delivery.fsutil import atomic_directory, atomic_write_text
+from delivery.substrate import inputs, policy
+from delivery.substrate.hcl import Module
+from delivery.substrate.summary import PlanSummary, summarize
+from delivery.substrate.tool import Result, Tool
+
+PLAN_FILE = "plan.tfplan"
+SIDECAR_FILE = "plan.json"
+INPUTS_FILE = "inputs.tfvars.json"
+OUT_FILES = {PLAN_FILE, SIDECAR_FILE, INPUTS_FILE}
+SIDECAR_FORMAT = 1
+LOCK_FILE = ".terraform.lock.hcl"
+STALE_MARKERS = ("Saved plan is stale", "plan file can no longer be applied")
+
+
+def default_out_dir(repo: Path, env: str) -> Path:
+    """Where ``deliver plan`` saves an environment's plan by default (git-ignored)."""
+    return repo / "out" / "tofu" / env
+
+
+def sidecar_path(plan_file: Path) -> Path:
+    """``plan.json`` beside a saved plan."""
+    return plan_file.with_name(SIDECAR_FILE)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _rel(repo: Path, path: Path) -> str:
+    path = path.resolve()
+    return str(path.relative_to(repo.resolve())) if path.is_relative_to(repo.resolve()) else str(path)
+
+
+def sources_fingerprint(repo: Path, module: Module, cfg: envconfig.EnvConfig) -> str:
+    """sha256 over the root's and its local modules' HCL files and the env config."""
+    digest = hashlib.sha256()
+    files = sorted({f for m in module.walk() for f in m.files()} | {repo / cfg.path})
+    for f in files:
+        digest.update(_rel(repo, f).encode() + b"\0" + f.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+@dataclass
+class Prepared:
+    """An environment's root, loaded and checked, with its inputs."""
+
+    repo: Path
+    cfg: envconfig.EnvConfig
+    root: Path
+    module: Module
+    variables: dict[str, object]
+    fingerprint: str
+
+    @property
+    def root_rel(self) -> str:
+        return _rel(self.repo, self.root)
+
+
+def prepare(repo: Path, env: str) -> Prepared:
+    """Load the env config and its root; run the HCL policy (all problems at once)."""
+    cfg = envconfig.load_env(repo, env)
+    root = inputs.root_dir(repo, env)
+    if not root.is_dir() or (not any(root.glob("*.tf")) and not any(root.glob("*.tofu"))):
+        raise UsageError(
+            f"environment {env!r} has no OpenTofu root",
+            where=_rel(repo, root),
+            fix=f"create {_rel(repo, root)}/main.tf (copy tofu/envs/dev and keep values in config.yaml)",
+        )
+    module, problems = policy.check_root(root, repo)
+    raise_if(problems, ValidationFailed)
+    variables = inputs.root_variables(cfg, set(module.variables))
+    return Prepared(repo, cfg, root, module, variables, sources_fingerprint(repo, module, cfg))
+
+
+def _failed(step: str, result: Result, fix: str, where: str) -> ToolError:
+    return ToolError(f"`{step}` failed (exit {result.code}):\n{result.tail()}", where=where, fix=fix)
+
+
+def check_format(tool: Tool, prepared: Prepared) -> None:
+    """``fmt -check`` on the root and every local module it calls."""
+    unformatted: list[str] = []
+    for module in prepared.module.walk():
+        result = tool.run(["fmt", "-check", "-list=true", "-no-color"], module.path)
+        if result.code not in (0, 3):
+            raise _failed("fmt -check", result, "fix the HCL syntax", _rel(prepared.repo, module.path))
+        unformatted += [
+            _rel(prepared.repo, module.path / line.strip())
+            for line in result.stdout.splitlines()
+            if line.strip()
+        ]
+    if unformatted:
+        raise ValidationFailed.of(
+            Problem(f, "not formatted", f"run: {tool.kind} fmt {Path(f).parent}") for f in sorted(unformatted)
+        )
+
+
+def init(tool: Tool, prepared: Prepared, reporter: ProgressReporter) -> None:
+    """``init`` with the derived backend config; ``-lockfile=readonly`` once a lock file exists."""
+    args = [
+        "init",
+        "-input=false",
+        "-no-color",
+        *inputs.backend_config(prepared.cfg, prepared.module.backend),
+    ]
+    locked = (prepared.root / LOCK_FILE).is_file()
+    if locked:
+        args.append("-lockfile=readonly")
+    result = tool.run(args, prepared.root)
+    if result.code != 0:
+        raise _failed(
+            "init",
+            result,
+            "check the backend (state bucket exists, credentials) and provider availability"
+            + ("; if providers changed on purpose, update the lock with `providers lock`" if locked else ""),
+            prepared.root_rel,
+        )
+    if not locked and (prepared.root / LOCK_FILE).is_file():
+        reporter.line(
+            f"init: wrote {prepared.root_rel}/{LOCK_FILE}: commit it (init is readonly from then on)"
+        )
+
+
+def show_json(tool: Tool, prepared: Prepared, plan_file: Path) -> dict[str, Any]:
+    """``show -json PLAN`` parsed."""
+    result = tool.run(["show", "-json", "-no-color", str(plan_file)], prepared.root)
+    if result.code != 0:
+        raise _failed(
+            "show -json", result, "re-plan: deliver plan --env " + prepared.cfg.name, str(plan_file)
+        )
+    try:
+        data: dict[str, Any] = json.loads(result.stdout)
+    except json.JSONDecodeError as err:
+        raise ToolError(f"`show -json` printed no JSON ({err.msg})", where=str(plan_file)) from None
+    return data
+
+
+@dataclass
+class PlanOutcome:
+    """What ``plan`` produced."""
+
+    env: str
+    root: str
+    plan_file: Path
+    summary: PlanSummary
+    binding: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"env": self.env, "root": self.root, "plan": str(self.plan_file), **self.binding}
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    if out_dir.exists() and (not out_dir.is_dir() or any(p.name not in OUT_FILES for p in out_dir.iterdir())):
+        raise UsageError(
+            "the plan directory holds other files (it is replaced whole on every plan)",
+            where=str(out_dir),
+            fix="pass --out with an empty or plan-only directory",
+        )
+
+
+def plan(
+    repo: Path, env: str, tool: Tool, *, out_dir: Path | None = None, reporter: ProgressReporter
+) -> PlanOutcome:
+    """Check, init and plan ``env``; save plan + inputs + plan.json into ``out_dir`` atomically."""
+    prepared = prepare(repo, env)
+    out_dir = (out_dir or default_out_dir(repo, env)).resolve()
+    _check_out_dir(out_dir)
+    reporter.line(f"policy: ok ({prepared.root_rel}, {len(prepared.module.walk())} module(s))")
+    check_format(tool, prepared)
+    reporter.line("fmt: ok")
+    init(tool, prepared, reporter)
+    reporter.line(f"init: ok ({tool.label}, backend {prepared.module.backend or 'local'})")
+    with atomic_directory(out_dir) as tmp:
+        vars_file, plan_file = tmp / INPUTS_FILE, tmp / PLAN_FILE
+        atomic_write_text(vars_file, json.dumps(prepared.variables, indent=2, sort_keys=True) + "\n")
+        result = tool.run(
+            [
+                "plan",
+                "-input=false",
+                "-no-color",
+                "-lock-timeout=5m",
+                "-detailed-exitcode",
+                f"-var-file={vars_file}",
+                f"-out={plan_file}",
+            ],
+            prepared.root,
+        )
+        if result.code not in (0, 2) or not plan_file.is_file():
+            raise _failed("plan", result, "fix the root or its inputs, then plan again", prepared.root_rel)
+        plan_file.chmod(0o600)  # a plan holds config and values: treat it as sensitive
+        summary = summarize(show_json(tool, prepared, plan_file))
+        if (result.code == 2) != summary.has_changes:
+            reporter.line(f"plan: exit {result.code} and summary disagree; trusting the plan JSON")
+        binding = {
+            "format": SIDECAR_FORMAT,
+            "env": env,
+            "root": prepared.root_rel,
+            "plan_file": PLAN_FILE,
+            "plan_sha256": _sha256(plan_file),
+            "tool": tool.kind,
+            "tool_version": tool.version,
+            "sources_sha256": prepared.fingerprint,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "summary": summary.as_dict(),
+        }
+        atomic_write_text(tmp / SIDECAR_FILE, json.dumps(binding, indent=2, sort_keys=True) + "\n")
+    reporter.line(f"plan: saved {_rel(repo, out_dir / PLAN_FILE)}")
+    return PlanOutcome(env, prepared.root_rel, out_dir / PLAN_FILE, summary, binding)
+
+
+def _load_binding(plan_file: Path, env: str) -> dict[str, Any]:
+    fix = f"run: deliver plan --env {env}, review it, then apply that plan"
+    if not plan_file.is_file():
+        raise UsageError("plan file not found", where=str(plan_file), fix=fix)
+    sidecar = sidecar_path(plan_file)
+    try:
+        binding = json.loads(sidecar.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(
+            f"not a plan saved by `deliver plan`: {SIDECAR_FILE} is missing beside it",
+            where=str(plan_file),
+            fix=fix,
+        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ValidationFailed(f"{SIDECAR_FILE} is not valid JSON", where=str(sidecar), fix=fix) from None
+    if not isinstance(binding, dict) or binding.get("format") != SIDECAR_FORMAT:
+        raise ValidationFailed(f"{SIDECAR_FILE} has an unknown format", where=str(sidecar), fix=fix)
+    return binding
+
+
+def verify_binding(plan_file: Path, prepared: Prepared, tool: Tool) -> dict[str, Any]:
+    """Refuse a plan that is not this env's, was changed, or is older than the sources."""
+    env = prepared.cfg.name
+    binding = _load_binding(plan_file, env)
+    replan = f"run: deliver plan --env {env}, review it, then apply the new plan"
+    where = str(plan_file)
+    if binding.get("env") != env:
+        raise UsageError(
+            f"plan was made for environment {binding.get('env')!r}, not {env!r}",
+            where=where,
+            fix=f"apply it with --env {binding.get('env')}, or {replan}",
+        )
+    if binding.get("root") != prepared.root_rel:
+        raise UsageError(
+            f"plan was made for root {binding.get('root')!r}, not {prepared.root_rel!r}",
+            where=where,
+            fix=replan,
+        )
+    if binding.get("plan_sha256") != _sha256(plan_file):
+        raise ValidationFailed(
+            "plan file was modified after `deliver plan` saved it (sha256 does not match plan.json)",
+            where=where,
+            fix=replan,
+        )
+    if binding.get("tool") != tool.kind:
+        raise UsageError(
+            f"plan was made with {binding.get('tool')} {binding.get('tool_version')}, "
+            f"this apply would run {tool.label}",
+            where=where,
+            fix=f"pass --binary {binding.get('tool')}, or {replan}",
+        )
+    if binding.get("sources_sha256") != prepared.fingerprint:
+        raise DeliveryError(
+            f"plan is stale: {prepared.root_rel}, its modules or {prepared.cfg.path} changed since the plan",
+            where=where,
+            fix=f"re-plan: {replan}",
+        )
+    return binding
+
+
+def gate(summary: PlanSummary, approved: Iterable[str], where: str) -> None:
+    """Every delete and replace needs its address approved; approvals must name such a change."""
+    destructive = {c.address: c.action for c in summary.destructive}
+    approved_set = set(approved)
+    problems = [
+        Problem(
+            where,
+            f"approved address {a!r} is not deleted or replaced by this plan",
+            "approve only addresses the plan deletes or replaces (see plan.json)",
+        )
+        for a in sorted(approved_set - set(destructive))
+    ]
+    problems += [
+        Problem(
+            where,
+            f"plan would {destructive[a]} {a} and that was not approved",
+            f"review the plan; to allow it pass --approve-delete '{a}'",
+        )
+        for a in sorted(set(destructive) - approved_set)
+    ]
+    raise_if(problems, ValidationFailed)
+
+
+def _check_plan_inputs(plan_json: dict[str, Any], prepared: Prepared, where: str) -> None:
+    recorded = {
+        k: v.get("value") for k, v in (plan_json.get("variables") or {}).items() if isinstance(v, dict)
+    }
+    differs = sorted(k for k, v in prepared.variables.items() if k in recorded and recorded[k] != v)
+    if differs:
+        raise DeliveryError(
+            f"plan is stale: its inputs {', '.join(differs)} differ from {prepared.cfg.path}",
+            where=where,
+            fix=f"re-plan: deliver plan --env {prepared.cfg.name}",
+        )
+
+
+@dataclass
+class ApplyOutcome:
+    """What ``apply`` did."""
+
+    env: str
+    plan_file: Path
+    summary: PlanSummary
+    outputs: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "env": self.env,
+            "plan": str(self.plan_file),
+            "applied": self.summary.as_dict(),
+            "outputs": self.outputs,
+        }
+
+
+def apply(
+    repo: Path,
+    env: str,
+    tool: Tool,
+    plan_file: Path,
+    *,
+    approve_delete: Sequence[str] = (),
+    reporter: ProgressReporter,
+) -> ApplyOutcome:
+    """Apply a plan saved by ``plan`` for ``env``, after binding checks and the delete gate."""
+    prepared = prepare(repo, env)
+    plan_file = plan_file.resolve()
+    verify_binding(plan_file, prepared, tool)
+    reporter.line("plan: bound to this env, root and sources; unchanged since saved")
+    init(tool, prepared, reporter)
+    plan_json = show_json(tool, prepared, plan_file)
+    _check_plan_inputs(plan_json, prepared, str(plan_file))
+    summary = summarize(plan_json)  # recomputed from the plan itself, not read from plan.json
+    gate(summary, approve_delete, str(plan_file))
+    reporter.line(f"gate: ok ({len(summary.destructive)} approved delete/replace)")
+    result = tool.run(
+        ["apply", "-input=false", "-no-color", "-lock-timeout=5m", str(plan_file)], prepared.root
+    )
+    if result.code != 0:
+        text = result.stdout + result.stderr
+        if any(marker in text for marker in STALE_MARKERS):
+            raise DeliveryError(
+                "plan is stale: the state changed since it was made (another apply ran)",
+                where=str(plan_file),
+                fix=f"re-plan: deliver plan --env {env}, review it, then apply the new plan",
+            )
+        raise _failed(
+            "apply", result, "read the error above; fix, re-plan and apply again", prepared.root_rel
+        )
+    reporter.line("apply: ok")
+    return ApplyOutcome(env, plan_file, summary, read_outputs(tool, prepared))
+
+
+def read_outputs(tool: Tool, prepared: Prepared) -> dict[str, Any]:
+    """The root's outputs (``output -json``); sensitive values are replaced with ``***``."""
+    result = tool.run(["output", "-json", "-no-color"], prepared.root)
+    if result.code != 0:
+        raise _failed("output -json", result, "check the state", prepared.root_rel)
+    raw = json.loads(result.stdout or "{}")
+    return {k: "***" if v.get("sensitive") else v.get("value") for k, v in raw.items()}

@@ -1,0 +1,124 @@
+# Inputs fed from environments/<env>/config.yaml by the env roots (see ci/delivery/substrate/inputs.py).
+
+variable "environment" {
+  description = "Environment name (environments/<env>); prefixes service account ids."
+  type        = string
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,19}$", var.environment))
+    error_message = "environment must be a lower-case name of at most 20 characters."
+  }
+}
+
+variable "project_id" {
+  description = "GCP project of the cluster (cluster.projectID)."
+  type        = string
+}
+
+variable "cluster_name" {
+  description = "GKE cluster name (cluster.name)."
+  type        = string
+}
+
+variable "location" {
+  description = "Zone of the zonal cluster (cluster.location)."
+  type        = string
+}
+
+variable "kubernetes_version" {
+  description = "GKE minor version, e.g. \"1.34\" (cluster.kubernetesVersion)."
+  type        = string
+}
+
+variable "registry_location" {
+  description = "Artifact Registry location (from registry: <location>-docker.pkg.dev/...)."
+  type        = string
+}
+
+variable "registry_project" {
+  description = "Project of the Artifact Registry repository (from registry)."
+  type        = string
+}
+
+variable "registry_repository" {
+  description = "Artifact Registry repository id for modelcars (from registry)."
+  type        = string
+}
+
+variable "gpu_type" {
+  description = "GKE accelerator type of the GPU pool (gpu.type)."
+  type        = string
+}
+
+variable "gpu_machine_type" {
+  description = "Machine type of the GPU pool (gpu.machineType)."
+  type        = string
+}
+
+variable "gpu_per_node" {
+  description = "GPUs per GPU node (gpu.perNode)."
+  type        = number
+}
+
+variable "gpu_max_nodes" {
+  description = "Maximum GPU nodes; the minimum is always 0 (gpu.maxNodes)."
+  type        = number
+  validation {
+    condition     = var.gpu_max_nodes >= 1
+    error_message = "gpu_max_nodes must be at least 1."
+  }
+}
+
+variable "gpu_spot" {
+  description = "Run GPU nodes on Spot VMs (gpu.spot)."
+  type        = bool
+}
+
+# Defaults of the module: the same for every environment, so not in config.yaml.
+
+variable "platform_machine_type" {
+  description = "Machine type of the always-on platform pool."
+  type        = string
+  default     = "e2-standard-4"
+}
+
+variable "platform_min_nodes" {
+  description = "Minimum nodes of the platform pool."
+  type        = number
+  default     = 1
+}
+
+variable "platform_max_nodes" {
+  description = "Maximum nodes of the platform pool."
+  type        = number
+  default     = 3
+}
+
+variable "gpu_disk_size_gb" {
+  description = "Boot disk of GPU nodes (modelcar images are pulled onto it)."
+  type        = number
+  default     = 100
+}
+
+variable "release_channel" {
+  description = "GKE release channel."
+  type        = string
+  default     = "REGULAR"
+}
+
+variable "deletion_protection" {
+  description = "Refuse to destroy the cluster (turn off deliberately before a teardown)."
+  type        = bool
+  default     = true
+}
+
+variable "secret_ids" {
+  description = "Secret Manager secrets to declare (never their values: write versions with gcloud)."
+  type        = set(string)
+  default     = ["vllm-api-key", "litellm-master-key"]
+}
+
+variable "eso_kubernetes_service_account" {
+  description = "namespace/name of the External Secrets controller's Kubernetes service account."
+  type        = string
+  default     = "external-secrets/external-secrets"
+}
