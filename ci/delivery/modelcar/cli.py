@@ -1,0 +1,208 @@
+"""``deliver modelcar ...``: build, publish and verify modelcar images."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from delivery import console
+from delivery.cli import json_option, resolved_repo
+from delivery.errors import UsageError
+from delivery.modelcar.build import BuildOptions, BuiltImage, build_layout, publish, verify
+from delivery.modelcar.busybox import build_busybox_layout
+
+F = TypeVar("F", bound=Callable[..., Any])
+PASSWORD_VARS = ("DELIVER_REGISTRY_PASSWORD", "REGISTRY_PASSWORD")
+
+
+def source_options(fn: F) -> F:
+    """Options that say where the weights and caches are (shared by build/publish/verify)."""
+    options = [
+        click.option(
+            "--source",
+            "source_dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Build from this local directory instead of the Hugging Face cache/hub.",
+        ),
+        click.option(
+            "--hf-cache",
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Hugging Face hub cache (default: $HF_HUB_CACHE or ~/.cache/huggingface/hub).",
+        ),
+        click.option(
+            "--offline",
+            is_flag=True,
+            default=None,
+            help="Never contact the hub; serve from the HF cache (also: HF_HUB_OFFLINE=1).",
+        ),
+        click.option(
+            "--hf-token-file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="File holding the HF token (default: $HF_TOKEN_FILE or $HF_TOKEN).",
+        ),
+        click.option(
+            "--cache-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Base-image blobs and the digest cache (default: $DELIVER_CACHE_DIR or ~/.cache/deliver).",
+        ),
+        click.option("--no-cache", is_flag=True, help="Read every byte again (ignore the digest cache)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _options(kw: dict[str, Any]) -> BuildOptions:
+    return BuildOptions(
+        source_dir=kw["source_dir"],
+        hf_cache=kw["hf_cache"],
+        offline=kw["offline"],
+        token_file=kw["hf_token_file"],
+        cache_dir=kw["cache_dir"],
+        use_digest_cache=not kw["no_cache"],
+    )
+
+
+def _summary(image: BuiltImage) -> dict[str, Any]:
+    return {
+        "name": image.spec.name,
+        "digest": image.digest,
+        "mediaType": image.media_type,
+        "source": {"repo": image.spec.source.repo, "revision": image.spec.source.revision},
+        "files": len(image.source.files),
+        "bytes": image.source.total_size,
+        "layers": [{"digest": layer.digest, "size": layer.tar.size} for layer in image.layers],
+    }
+
+
+def _modelcar() -> None:
+    """Modelcar images: Hugging Face weights at a pinned commit -> digest-pinned KServe images."""
+
+
+modelcar_group: click.Group = click.group("modelcar")(_modelcar)
+
+
+@modelcar_group.command("build")
+@click.argument("name")
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="OCI layout directory to write (default: out/modelcars/NAME); replaced atomically.",
+)
+@source_options
+@json_option
+@click.pass_context
+def build_cmd(ctx: click.Context, /, name: str, output: Path | None, as_json: bool, **kw: Any) -> None:
+    """Build modelcar NAME into an OCI image layout and update modelcars/NAME.lock.yaml."""
+    repo = resolved_repo(ctx)
+    with console.ProgressReporter(quiet=as_json) as reporter:
+        result = build_layout(repo, name, output, _options(kw), reporter)
+    if as_json:
+        console.print_json({"ok": True, **_summary(result.image), "output": str(result.output)})
+    else:
+        click.echo(f"{result.image.digest}  {result.output}")
+        click.echo(f"lock {'written' if result.lock_written else 'unchanged'}: modelcars/{name}.lock.yaml")
+
+
+def _password(password_file: Path | None) -> str | None:
+    if password_file is not None:
+        try:
+            return password_file.read_text(encoding="utf-8").strip() or None
+        except OSError as err:
+            raise UsageError(
+                f"cannot read the password file: {err.strerror}",
+                where=str(password_file),
+                fix="pass a readable file holding only the password",
+            ) from None
+    for var in PASSWORD_VARS:
+        if os.environ.get(var):
+            return os.environ[var]
+    return None
+
+
+@modelcar_group.command("publish")
+@click.argument("name")
+@click.option("--env", "env", required=True, metavar="ENV", help="Push to this environment's registry.")
+@click.option("--username", help="Registry user (default: docker config / gcloud / anonymous).")
+@click.option(
+    "--password-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File with the registry password (default: $DELIVER_REGISTRY_PASSWORD).",
+)
+@source_options
+@json_option
+@click.pass_context
+def publish_cmd(
+    ctx: click.Context,
+    /,
+    name: str,
+    env: str,
+    username: str | None,
+    password_file: Path | None,
+    as_json: bool,
+    **kw: Any,
+) -> None:
+    """Build modelcar NAME and push it to ENV's registry; prints the oci://...@sha256 reference."""
+    repo = resolved_repo(ctx)
+    password = _password(password_file)
+    with console.ProgressReporter(quiet=as_json) as reporter:
+        result = publish(repo, name, env, _options(kw), reporter, username=username, password=password)
+    if as_json:
+        console.print_json(
+            {
+                "ok": True,
+                **_summary(result.image),
+                "env": env,
+                "uri": result.uri,
+                "bytesSent": result.bytes_sent,
+                "blobs": result.blobs,
+            }
+        )
+    else:
+        click.echo(result.uri)
+
+
+@modelcar_group.command("verify")
+@click.argument("name")
+@source_options
+@json_option
+@click.pass_context
+def verify_cmd(ctx: click.Context, /, name: str, as_json: bool, **kw: Any) -> None:
+    """Rebuild modelcar NAME from its source (every byte read again); fail if the digest changed."""
+    repo = resolved_repo(ctx)
+    kw["no_cache"] = True
+    with console.ProgressReporter(quiet=as_json) as reporter:
+        result = verify(repo, name, _options(kw), reporter)
+    if as_json:
+        console.print_json({"ok": True, **_summary(result.image), "expected": result.expected})
+    else:
+        click.echo(f"ok  {name}  {result.image.digest}")
+
+
+@modelcar_group.command("busybox-base")
+@click.option(
+    "--busybox",
+    "binary",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("/bin/busybox"),
+    show_default=True,
+    help="A static busybox binary (Debian: busybox-static).",
+)
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option(
+    "--platform", default="linux/amd64", show_default=True, type=click.Choice(["linux/amd64", "linux/arm64"])
+)
+@json_option
+def busybox_base_cmd(binary: Path, output: Path, platform: str, as_json: bool) -> None:
+    """Write a minimal busybox base image (OCI layout) for air-gapped builds; prints the spec ref."""
+    base = build_busybox_layout(binary, output.resolve(), platform)
+    if as_json:
+        console.print_json(
+            {"ok": True, "ref": base.spec_ref, "index": base.index_digest, "manifest": base.manifest_digest}
+        )
+    else:
+        click.echo(base.spec_ref)

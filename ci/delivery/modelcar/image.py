@@ -1,0 +1,202 @@
+"""The image: base layers as they are + one tar layer per large model file (small files share one).
+
+Config and manifest are canonical JSON (sorted keys, no whitespace, UTF-8) with no wall-clock
+time anywhere, so the same inputs give the same manifest digest on every machine. The image is a
+normal runnable OCI image (KServe's modelcar sidecar runs ``sh -c 'ln -sf ...'`` in it): no
+ENTRYPOINT, so the args KServe passes are what runs; the files live under /models, readable by
+any uid; the config says which uid to run as.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from delivery.errors import SourceError
+from delivery.modelcar.source import ModelSource
+from delivery.modelcar.spec import ModelcarSpec
+from delivery.modelcar.tarlayer import MEDIA_TYPE_TAR, LayerFile, TarLayer
+from delivery.oci.blobs import Blob, sha256_digest
+
+MT_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MT_INDEX = "application/vnd.oci.image.index.v1+json"
+MT_CONFIG = "application/vnd.oci.image.config.v1+json"
+MT_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+MT_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+MT_DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+# Base layer media types we accept, and their OCI name (same bytes, same digest).
+LAYER_TYPES = {
+    "application/vnd.oci.image.layer.v1.tar": "application/vnd.oci.image.layer.v1.tar",
+    "application/vnd.oci.image.layer.v1.tar+gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
+    "application/vnd.oci.image.layer.v1.tar+zstd": "application/vnd.oci.image.layer.v1.tar+zstd",
+    "application/vnd.docker.image.rootfs.diff.tar": "application/vnd.oci.image.layer.v1.tar",
+    "application/vnd.docker.image.rootfs.diff.tar.gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
+}
+MODELS_DIR = "models"
+ANNOTATION_SOURCE = "org.opencontainers.image.source"
+ANNOTATION_REVISION = "org.opencontainers.image.revision"
+ANNOTATION_TITLE = "org.opencontainers.image.title"
+ANNOTATION_BASE_NAME = "org.opencontainers.image.base.name"
+ANNOTATION_BASE_DIGEST = "org.opencontainers.image.base.digest"
+ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
+# Config keys of a base config that only describe how the base was built (host names, tool versions).
+_DROPPED_CONFIG_KEYS = ("created", "container", "container_config", "docker_version", "author")
+
+
+def canonical_json(obj: Any) -> bytes:
+    """The one JSON serialization of blobs we write: sorted keys, compact, UTF-8."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    media_type: str
+    digest: str
+    size: int
+    annotations: dict[str, str] = field(default_factory=dict)
+    platform: dict[str, str] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+        if self.annotations:
+            d["annotations"] = dict(self.annotations)
+        if self.platform:
+            d["platform"] = dict(self.platform)
+        return d
+
+
+BlobGetter = Callable[[Descriptor], Blob]
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    """One platform of the pinned base image: its config and layers (bytes reachable via ``blob``)."""
+
+    name: str
+    platform: str
+    manifest_digest: str
+    config: dict[str, Any]
+    layers: tuple[Descriptor, ...]
+    blob: BlobGetter = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class ModelLayer:
+    """A planned model layer with its digest and the sha256 of each of its files."""
+
+    tar: TarLayer
+    digest: str
+    file_sha256: dict[str, str]
+
+    @property
+    def descriptor(self) -> Descriptor:
+        annotations = {}
+        if len(self.tar.files) == 1:
+            annotations[ANNOTATION_TITLE] = self.tar.files[0].arcname
+        return Descriptor(MEDIA_TYPE_TAR, self.digest, self.tar.size, annotations)
+
+
+def plan_layers(source: ModelSource, spec: ModelcarSpec) -> list[TarLayer]:
+    """Small files (below the threshold) in one layer first, then one layer per large file, by path."""
+    small = [f for f in source.files if f.size < spec.layer_threshold]
+    large = [f for f in source.files if f.size >= spec.layer_threshold]
+
+    def as_layer_file(relpath: str, path: Any, size: int) -> LayerFile:
+        return LayerFile(f"{MODELS_DIR}/{relpath}", path, size)
+
+    layers = []
+    if small:
+        layers.append(TarLayer(tuple(as_layer_file(f.relpath, f.path, f.size) for f in small)))
+    layers += [TarLayer((as_layer_file(f.relpath, f.path, f.size),)) for f in large]
+    return layers
+
+
+def check_hub_sums(source: ModelSource, layers: Sequence[ModelLayer]) -> None:
+    """Every file whose sha256 the hub published must hash to exactly that."""
+    sums = {name: s for layer in layers for name, s in layer.file_sha256.items()}
+    for f in source.files:
+        got = sums.get(f"{MODELS_DIR}/{f.relpath}")
+        if f.expected_sha256 and got != f.expected_sha256:
+            raise SourceError(
+                f"{f.relpath}: sha256 {got} does not match the hub's {f.expected_sha256}",
+                where=str(f.path),
+                fix="the cached file is corrupt or altered: delete it from the HF cache, download again",
+            )
+
+
+def _labels(spec: ModelcarSpec) -> dict[str, str]:
+    return {
+        ANNOTATION_SOURCE: f"https://huggingface.co/{spec.source.repo}",
+        ANNOTATION_REVISION: spec.source.revision,
+        ANNOTATION_TITLE: spec.repository,
+    }
+
+
+def image_config(base: BaseImage, layers: Sequence[ModelLayer], spec: ModelcarSpec) -> bytes:
+    """The image config: the base's, minus build-time noise, plus our layers, user and labels."""
+    cfg = copy.deepcopy(base.config)
+    for key in _DROPPED_CONFIG_KEYS:
+        cfg.pop(key, None)
+    run = dict(cfg.get("config") or {})
+    run.pop("Entrypoint", None)  # KServe passes args only: an ENTRYPOINT would swallow them
+    run["User"] = f"{spec.uid}:{spec.uid}"
+    labels = dict(run.get("Labels") or {})
+    labels.update(_labels(spec))
+    run["Labels"] = labels
+    cfg["config"] = run
+    rootfs = dict(cfg.get("rootfs") or {"type": "layers"})
+    diff_ids = list(rootfs.get("diff_ids") or [])
+    if len(diff_ids) != len(base.layers):
+        raise SourceError(
+            f"base config lists {len(diff_ids)} diff_ids for {len(base.layers)} layers",
+            where=base.name,
+            fix="use a well-formed base image",
+        )
+    rootfs["diff_ids"] = diff_ids + [layer.digest for layer in layers]  # uncompressed: diff_id == digest
+    cfg["rootfs"] = rootfs
+    history = list(cfg.get("history") or [])
+    for layer in layers:
+        names = ", ".join(f.arcname for f in layer.tar.files)
+        if len(names) > 200:
+            names = f"{len(layer.tar.files)} files"
+        history.append({"created_by": f"deliver modelcar: /{names}", "comment": spec.source.revision})
+    cfg["history"] = history
+    return canonical_json(cfg)
+
+
+def image_manifest(base: BaseImage, config: bytes, layers: Sequence[ModelLayer], spec: ModelcarSpec) -> bytes:
+    """The OCI image manifest: base layers (as they are), then the model layers; annotated."""
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": MT_MANIFEST,
+        "config": Descriptor(MT_CONFIG, sha256_digest(config), len(config)).as_dict(),
+        "layers": [d.as_dict() for d in base.layers] + [layer.descriptor.as_dict() for layer in layers],
+        "annotations": {
+            **_labels(spec),
+            ANNOTATION_BASE_NAME: spec.base,
+            ANNOTATION_BASE_DIGEST: base.manifest_digest,
+        },
+    }
+    return canonical_json(manifest)
+
+
+def platform_dict(platform: str) -> dict[str, str]:
+    os_name, _, arch = platform.partition("/")
+    return {"architecture": arch, "os": os_name}
+
+
+def image_index(manifests: Sequence[tuple[str, bytes]], spec: ModelcarSpec) -> bytes:
+    """An OCI index over per-platform manifests (multi-arch specs)."""
+    index = {
+        "schemaVersion": 2,
+        "mediaType": MT_INDEX,
+        "manifests": [
+            Descriptor(MT_MANIFEST, sha256_digest(data), len(data), platform=platform_dict(p)).as_dict()
+            for p, data in manifests
+        ],
+        "annotations": _labels(spec),
+    }
+    return canonical_json(index)

@@ -1,0 +1,312 @@
+"""Where the weights come from: the Hugging Face cache (snapshot_download) or a plain directory.
+
+Both give the same thing: a sorted list of ``SourceFile`` (path relative to the model root, the
+real file to read, its size, and the sha256 the hub publishes for it when known). Unsafe sources
+are refused before anything is read: names with ``..`` or backslashes, symlinks whose target
+leaves the allowed root, symlinked directories, special files, names that are not UTF-8.
+
+The HF token comes only from the environment (``HF_TOKEN``) or a secret file
+(``HF_TOKEN_FILE`` / ``--hf-token-file``); it is never printed and never read from
+huggingface_hub's own login store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+from delivery.console import redact
+from delivery.errors import SourceError, UsageError
+from delivery.modelcar.spec import ModelcarSpec
+
+# Never part of a model, whatever the patterns: VCS data and huggingface_hub's local_dir metadata.
+SKIPPED_DIRS = (".git", ".cache")
+OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+Downloader = Callable[..., str]
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One weight/config file: its path in the model, the file to read, its size, the hub's sha256."""
+
+    relpath: str
+    path: Path
+    size: int
+    expected_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """The selected files of one model revision, ready to be layered."""
+
+    kind: Literal["huggingface", "directory"]
+    root: Path
+    files: tuple[SourceFile, ...]
+
+    @property
+    def total_size(self) -> int:
+        return sum(f.size for f in self.files)
+
+
+def offline_requested() -> bool:
+    """True when HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set to a true value."""
+    return any(os.environ.get(v, "").strip().lower() in {"1", "true", "yes", "on"} for v in OFFLINE_VARS)
+
+
+def read_token(token_file: Path | None = None) -> str | None:
+    """The HF token from ``token_file``, ``$HF_TOKEN_FILE`` or ``$HF_TOKEN`` (None for public repos)."""
+    file = token_file or (Path(os.environ["HF_TOKEN_FILE"]) if os.environ.get("HF_TOKEN_FILE") else None)
+    if file is not None:
+        try:
+            token = file.read_text(encoding="utf-8").strip()
+        except OSError as err:
+            raise UsageError(
+                f"cannot read the HF token file: {err.strerror}",
+                where=str(file),
+                fix="pass a readable file holding only the token (or set HF_TOKEN)",
+            ) from None
+        if not token:
+            raise UsageError("the HF token file is empty", where=str(file), fix="write the token into it")
+        return token
+    return os.environ.get("HF_TOKEN") or None
+
+
+def default_hf_cache() -> Path:
+    """The HF hub cache: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    home = Path(
+        os.environ.get("HF_HOME") or Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache") / "huggingface"
+    )
+    return home.expanduser() / "hub"
+
+
+def storage_folder(cache_dir: Path, repo_id: str) -> Path:
+    """huggingface_hub's per-repo cache folder: ``models--org--name``."""
+    return cache_dir / ("models--" + repo_id.replace("/", "--"))
+
+
+# --------------------------------------------------------------------------- safety
+
+
+def check_relpath(relpath: str, where: str) -> str:
+    """Refuse names that could escape /models or confuse a tar reader."""
+    parts = PurePosixPath(relpath).parts
+    if (
+        not relpath
+        or relpath.startswith("/")
+        or "\\" in relpath
+        or ".." in parts
+        or "." in parts
+        or "" in relpath.split("/")
+        or any(ord(c) < 32 for c in relpath)
+    ):
+        raise SourceError(
+            f"unsafe file name {relpath!r} (path traversal or control characters)",
+            where=where,
+            fix="the source must only hold plain relative paths; remove or rename that file",
+        )
+    return relpath
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def scan_directory(
+    root: Path,
+    spec: ModelcarSpec,
+    *,
+    allowed_root: Path | None = None,
+    expected: dict[str, tuple[int, str | None]] | None = None,
+) -> list[SourceFile]:
+    """Selected files under ``root`` (sorted); symlinks may only point inside ``allowed_root``."""
+    root = root.resolve()
+    fence = (allowed_root or root).resolve()
+    if not root.is_dir():
+        raise SourceError("source directory not found", where=str(root), fix="pass an existing directory")
+    found: list[SourceFile] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        here = Path(dirpath)
+        rel_dir = here.relative_to(root).as_posix()
+        for d in list(dirnames):
+            if rel_dir == "." and d in SKIPPED_DIRS:
+                dirnames.remove(d)
+                continue
+            if (here / d).is_symlink():
+                raise SourceError(
+                    "symlinked directory in the source",
+                    where=str(here / d),
+                    fix="replace the link by a real directory (or remove it)",
+                )
+        dirnames.sort()
+        for name in sorted(filenames):
+            full = here / name
+            try:
+                relpath = (full.relative_to(root)).as_posix()
+                relpath.encode("utf-8")
+            except UnicodeEncodeError:
+                raise SourceError(
+                    "file name is not valid UTF-8", where=str(full), fix="rename the file"
+                ) from None
+            check_relpath(relpath, str(full))
+            if not spec.selects(relpath):
+                continue
+            found.append(_source_file(full, relpath, fence, expected))
+    return sorted(found, key=lambda f: f.relpath)
+
+
+def _source_file(
+    full: Path, relpath: str, fence: Path, expected: dict[str, tuple[int, str | None]] | None
+) -> SourceFile:
+    target = full
+    if full.is_symlink():
+        target = full.resolve()
+        if not _inside(target, fence):
+            raise SourceError(
+                f"symlink {relpath} points outside the source ({os.readlink(full)})",
+                where=str(full),
+                fix="copy the file into the source instead of linking to it",
+            )
+    try:
+        st = target.stat()
+    except FileNotFoundError:
+        raise SourceError(
+            f"{relpath} is a dangling symlink", where=str(full), fix="fetch the file again or remove the link"
+        ) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise SourceError(
+            f"{relpath} is not a regular file", where=str(full), fix="remove it from the source"
+        )
+    want = (expected or {}).get(relpath)
+    if want is not None and want[0] != st.st_size:
+        raise SourceError(
+            f"{relpath} has {st.st_size} bytes, the hub lists {want[0]}",
+            where=str(full),
+            fix="the cached file is damaged or truncated: delete it and download again",
+        )
+    return SourceFile(relpath, target, st.st_size, want[1] if want else None)
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def directory_source(root: Path, spec: ModelcarSpec) -> ModelSource:
+    """A plain local directory of model files (no hub metadata)."""
+    files = scan_directory(root, spec)
+    return _non_empty(ModelSource("directory", root.resolve(), tuple(files)), spec)
+
+
+def _non_empty(source: ModelSource, spec: ModelcarSpec) -> ModelSource:
+    if not source.files:
+        raise SourceError(
+            f"no file of {source.root} matches include {list(spec.include)} / exclude {list(spec.excluded)}",
+            where=str(spec.path),
+            fix="check the include/exclude patterns, or the source directory",
+        )
+    return source
+
+
+def _hub_listing(storage: Path, revision: str) -> dict[str, tuple[int, str | None]] | None:
+    """The hub's file listing for a commit as huggingface_hub cached it (trees/<commit>.json)."""
+    path = storage / "trees" / f"{revision}.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        files: dict[str, Any] = data["files"]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise SourceError(
+            f"the cached hub listing is unreadable ({err})",
+            where=str(path),
+            fix="delete it; the next online download writes it again",
+        ) from None
+    listing: dict[str, tuple[int, str | None]] = {}
+    for relpath, info in files.items():
+        check_relpath(relpath, f"{path}: files")
+        lfs = info.get("lfs_sha256")
+        listing[relpath] = (int(info.get("lfs_size") or info["size"]), f"sha256:{lfs}" if lfs else None)
+    return listing
+
+
+def huggingface_source(
+    spec: ModelcarSpec,
+    *,
+    cache_dir: Path | None = None,
+    offline: bool | None = None,
+    token: str | None = None,
+    downloader: Downloader | None = None,
+) -> ModelSource:
+    """Download (or, offline, find) the spec's files in the HF cache and list them.
+
+    ``downloader`` defaults to ``huggingface_hub.snapshot_download``; tests pass a hub double.
+    """
+    cache = (cache_dir or default_hf_cache()).expanduser().resolve()
+    offline = offline_requested() if offline is None else offline
+    repo_id, revision = spec.source.repo, spec.source.revision
+    if downloader is None:
+        from huggingface_hub import snapshot_download
+
+        downloader = snapshot_download
+    try:
+        snapshot = downloader(
+            repo_id=repo_id,
+            revision=revision,
+            cache_dir=str(cache),
+            allow_patterns=list(spec.include),
+            ignore_patterns=list(spec.excluded),
+            token=token if token else False,
+            local_files_only=offline,
+        )
+    except Exception as err:  # huggingface_hub raises many types; map them to one clear error
+        raise _hub_error(err, repo_id, revision, cache, offline, token) from None
+    storage = storage_folder(cache, repo_id)
+    listing = _hub_listing(storage, revision)
+    if listing is not None:
+        missing = sorted(p for p in listing if spec.selects(p) and not (Path(snapshot) / p).exists())
+        if missing:
+            raise SourceError(
+                f"{len(missing)} selected file(s) missing from the cached snapshot: {', '.join(missing[:3])}",
+                where=str(snapshot),
+                fix="download again with network access (unset HF_HUB_OFFLINE)",
+            )
+    files = scan_directory(Path(snapshot), spec, allowed_root=storage, expected=listing)
+    return _non_empty(ModelSource("huggingface", Path(snapshot), tuple(files)), spec)
+
+
+def _hub_error(
+    err: Exception, repo_id: str, revision: str, cache: Path, offline: bool, token: str | None
+) -> SourceError:
+    kind = type(err).__name__
+    text = redact(str(err).splitlines()[0] if str(err) else kind, token)
+    where = f"huggingface.co/{repo_id}@{revision}"
+    if offline or kind in {"LocalEntryNotFoundError", "IncompleteSnapshotError", "OfflineModeIsEnabled"}:
+        return SourceError(
+            f"{repo_id} at {revision} is not (completely) in the HF cache {cache} and the hub is not used "
+            f"({kind})",
+            where=where,
+            fix="download it once with network access (unset HF_HUB_OFFLINE), or pass --source DIR",
+        )
+    if kind == "RevisionNotFoundError":
+        return SourceError(
+            f"revision {revision} does not exist in {repo_id}",
+            where=where,
+            fix="copy the full commit id from the repo's history on the hub",
+        )
+    if kind in {"RepositoryNotFoundError", "GatedRepoError"} or "401" in text or "403" in text:
+        return SourceError(
+            f"{repo_id} not found or not accessible ({kind})",
+            where=where,
+            fix="check the repo id; for gated/private repos accept the terms, set HF_TOKEN or HF_TOKEN_FILE",
+        )
+    return SourceError(
+        f"download failed: {kind}: {text}",
+        where=where,
+        fix="check the network (or use HF_HUB_OFFLINE=1 with a filled cache, or --source DIR)",
+    )

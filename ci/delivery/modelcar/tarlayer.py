@@ -1,0 +1,218 @@
+"""Deterministic, streamed tar layers: the same files give the same bytes on any machine.
+
+The format is pinned (``TAR_SPEC_VERSION``): GNU tar headers (files over 8 GiB use GNU base-256
+sizes, long names GNU long-name entries), entries sorted by path components, an explicit entry
+for every directory, mtime 0, uid/gid 0, empty uname/gname, mode 0755 for directories and 0644
+for files (readable by any uid, e.g. 65532), and the two 512-byte end blocks with no record
+padding. The layer size is known from the file sizes alone, before reading any byte, and the
+bytes are generated on the fly from the source files on every pass: never a temporary copy,
+never a whole file in memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import tarfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from delivery.errors import SourceError
+
+TAR_SPEC_VERSION = "modelcar-tar/1"
+"""Bumped on any change to the bytes a layer is made of (part of every layer cache key)."""
+
+MEDIA_TYPE_TAR = "application/vnd.oci.image.layer.v1.tar"
+DIR_MODE = 0o755
+FILE_MODE = 0o644
+MTIME = 0
+BLOCK = 512
+CHUNK = 1 << 20
+END_OF_ARCHIVE = b"\0" * (2 * BLOCK)
+
+Progress = Callable[[int], None]
+
+
+def _header(name: str, *, directory: bool, size: int = 0) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE if directory else tarfile.REGTYPE
+    info.mode = DIR_MODE if directory else FILE_MODE
+    info.size = 0 if directory else size
+    info.mtime = MTIME
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info.tobuf(tarfile.GNU_FORMAT, "utf-8", "strict")
+
+
+def _padding(size: int) -> int:
+    return -size % BLOCK
+
+
+@dataclass(frozen=True)
+class LayerFile:
+    """One file of a layer: its path inside the image and where its bytes are read from."""
+
+    arcname: str
+    path: Path
+    size: int
+
+    def __post_init__(self) -> None:
+        parts = PurePosixPath(self.arcname).parts
+        if not parts or self.arcname.startswith("/") or ".." in parts or "." in parts:
+            raise ValueError(f"bad path inside the image: {self.arcname!r}")
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    header: bytes
+    file: LayerFile | None
+
+
+@dataclass(frozen=True)
+class TarLayer:
+    """A tar layer planned from files; ``size`` is exact before any byte is read."""
+
+    files: tuple[LayerFile, ...]
+    entries: tuple[Entry, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        dirs: set[str] = set()
+        for f in self.files:
+            parent = PurePosixPath(f.arcname).parent
+            while str(parent) not in (".", "/"):
+                dirs.add(str(parent))
+                parent = parent.parent
+        names = {f.arcname: f for f in self.files}
+        if len(names) != len(self.files):
+            raise ValueError("a layer lists the same path twice")
+        clash = dirs & names.keys()
+        if clash:
+            raise ValueError(f"{sorted(clash)[0]!r} is both a file and a directory")
+        items: list[tuple[tuple[str, ...], Entry]] = []
+        for d in dirs:
+            items.append((PurePosixPath(d).parts, Entry(d, _header(d, directory=True), None)))
+        for f in self.files:
+            items.append(
+                (
+                    PurePosixPath(f.arcname).parts,
+                    Entry(f.arcname, _header(f.arcname, directory=False, size=f.size), f),
+                )
+            )
+        items.sort(key=lambda item: item[0])
+        object.__setattr__(self, "entries", tuple(e for _, e in items))
+
+    @cached_property
+    def size(self) -> int:
+        """Exact byte size of the tar stream, from headers and file sizes alone."""
+        total = len(END_OF_ARCHIVE)
+        for e in self.entries:
+            total += len(e.header)
+            if e.file is not None:
+                total += e.file.size + _padding(e.file.size)
+        return total
+
+    @property
+    def data_size(self) -> int:
+        """Bytes of file content (what has to be read)."""
+        return sum(f.size for f in self.files)
+
+    def stream(self, progress: Progress | None = None) -> Iterator[bytes]:
+        """The tar bytes, generated from the files (bounded memory; checks sizes as it reads)."""
+        for e in self.entries:
+            yield e.header
+            if e.file is None:
+                continue
+            with _open(e.file) as fh:
+                remaining = e.file.size
+                while remaining:
+                    chunk = fh.read(min(CHUNK, remaining))
+                    if not chunk:
+                        raise _changed(e.file, "is shorter than when it was planned")
+                    remaining -= len(chunk)
+                    if progress is not None:
+                        progress(len(chunk))
+                    yield chunk
+                if fh.read(1):
+                    raise _changed(e.file, "grew since it was planned")
+            pad = _padding(e.file.size)
+            if pad:
+                yield b"\0" * pad
+        yield END_OF_ARCHIVE
+
+    def digest_and_write(
+        self, out: BinaryIO | None = None, progress: Progress | None = None
+    ) -> tuple[str, dict[str, str]]:
+        """One pass over the files: the layer digest and each file's sha256 (writing the tar to ``out``).
+
+        Reads into one reused buffer: memory stays at one chunk whatever the file sizes.
+        """
+        layer_hash = hashlib.sha256()
+        file_sums: dict[str, str] = {}
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        written = 0
+        for e in self.entries:
+            layer_hash.update(e.header)
+            if out is not None:
+                out.write(e.header)
+            written += len(e.header)
+            if e.file is None:
+                continue
+            file_hash = hashlib.sha256()
+            with _open(e.file) as fh:
+                remaining = e.file.size
+                while remaining:
+                    n = fh.readinto(view[: min(CHUNK, remaining)])
+                    if not n:
+                        raise _changed(e.file, "is shorter than when it was planned")
+                    part = view[:n]
+                    layer_hash.update(part)
+                    file_hash.update(part)
+                    if out is not None:
+                        out.write(part)
+                    remaining -= n
+                    if progress is not None:
+                        progress(n)
+                if fh.read(1):
+                    raise _changed(e.file, "grew since it was planned")
+            file_sums[e.file.arcname] = "sha256:" + file_hash.hexdigest()
+            pad = b"\0" * _padding(e.file.size)
+            layer_hash.update(pad)
+            if out is not None:
+                out.write(pad)
+            written += e.file.size + len(pad)
+        layer_hash.update(END_OF_ARCHIVE)
+        if out is not None:
+            out.write(END_OF_ARCHIVE)
+        written += len(END_OF_ARCHIVE)
+        if written != self.size:  # pragma: no cover - a bug in size(), never bad input
+            raise AssertionError(f"tar size {written} != planned {self.size}")
+        return "sha256:" + layer_hash.hexdigest(), file_sums
+
+
+def _open(f: LayerFile) -> io.FileIO:
+    try:
+        fh = io.FileIO(f.path, "rb")
+    except OSError as err:
+        raise SourceError(
+            f"cannot read {f.arcname}: {err.strerror}",
+            where=str(f.path),
+            fix="check the source directory (was it changed or removed during the build?)",
+        ) from None
+    with contextlib.suppress(AttributeError, OSError):  # not on every platform
+        os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+    return fh
+
+
+def _changed(f: LayerFile, what: str) -> SourceError:
+    return SourceError(
+        f"{f.arcname} {what} (size {f.size} expected)",
+        where=str(f.path),
+        fix="do not modify the source while building; run the build again",
+    )
