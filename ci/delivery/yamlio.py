@@ -80,6 +80,21 @@ def load_all_file(path: Path) -> list[Any]:
         raise _yaml_error(path, err) from None
 
 
+def load_all_data(text: str, shown: str) -> list[Any]:
+    """Every non-empty document of large machine-written YAML (CRDs), as plain data, fast.
+
+    Uses libyaml through PyYAML's C loader (no line information, ~10x faster than round-trip);
+    ``shown`` names the source in errors.
+    """
+    import yaml as pyyaml
+
+    loader = getattr(pyyaml, "CSafeLoader", pyyaml.SafeLoader)
+    try:
+        return [doc for doc in pyyaml.load_all(text, Loader=loader) if doc is not None]
+    except pyyaml.YAMLError as err:
+        raise ConfigError(f"not valid YAML: {err}", where=shown) from None
+
+
 def line_of(data: Any, keypath: KeyPath) -> int | None:
     """1-based line of ``keypath`` inside round-trip-loaded ``data`` (the deepest known key)."""
     node = data
