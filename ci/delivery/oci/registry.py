@@ -473,7 +473,7 @@ class RegistryClient:
             if response.status_code == 404:
                 raise self._error(
                     response,
-                    f"{what} not found",
+                    f"fetch of {what}",
                     fix="check the repository name and the tag/digest (was it pushed to this registry?)",
                 )
             if response.status_code != 200:
