@@ -1,0 +1,237 @@
+"""The GKE module and env roots, checked offline: HCL policy (python-hcl2), inputs from config, fmt.
+
+Providers cannot be downloaded here, so the real roots are never planned in these tests (the Dagger
+function `tofu-plan` does that where providers are reachable). Each policy is shown to catch a
+violation planted in a copy of the real module.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, Result
+from delivery import config as envconfig
+from delivery.errors import ConfigError, ValidationFailed
+from delivery.substrate import inputs, policy
+from delivery.substrate.hcl import load_module
+
+Deliver = Callable[..., Result]
+MODULE = Path("tofu/modules/gke")
+ENVS = ("dev", "prod", "staging")
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert text.count(old) == 1, f"{old!r} not found once in {path}"
+    path.write_text(text.replace(old, new))
+
+
+def problems_of(repo: Path, env: str = "dev") -> list[str]:
+    _, found = policy.check_root(inputs.root_dir(repo, env), repo)
+    return [p.render() for p in found]
+
+
+@pytest.fixture
+def check(deliver: Deliver, tools: Callable[[str], str]) -> Callable[..., Result]:
+    binary = tools("tofu")
+
+    def run(repo: Path, *args: str) -> Result:
+        return deliver("substrate-check", "--binary", binary, *args, repo=repo)
+
+    return run
+
+
+def test_committed_roots_pass_every_policy_and_fmt(check: Callable[..., Result], repo_copy: Path) -> None:
+    result = check(repo_copy)
+    assert result.code == 0, result.err
+    for env in ENVS:
+        assert f"ok  {env}  (tofu/envs/{env}" in result.out
+    data = json.loads(check(repo_copy, "--json").out)
+    assert data == {"ok": True, "checked": list(ENVS), "problems": []}
+
+
+def test_every_env_has_a_root_whose_variables_all_come_from_config() -> None:
+    assert sorted(p.name for p in (REPO / "tofu" / "envs").iterdir()) == sorted(envconfig.list_envs(REPO))
+    for env in ENVS:
+        root = load_module(inputs.root_dir(REPO, env))
+        assert root.backend == "gcs"
+        assert set(root.variables) <= inputs.INPUT_NAMES
+        module = root.children["gke"]
+        # every module input without a default is passed by the root, from a root variable
+        required = {n for n, b in module.variables.items() if "default" not in b.body}
+        call = next(b for b in root.of_kind("module") if b.labels == ("gke",))
+        assert required <= set(call.body)
+        assert all(call.body[n] == f"${{var.{n}}}" for n in required)
+
+
+def test_root_variables_are_valued_from_config() -> None:
+    cfg = envconfig.load_env(REPO, "dev")
+    values = inputs.root_variables(cfg, inputs.INPUT_NAMES)
+    assert values["project_id"] == cfg.cluster.project_id
+    assert values["region"] == cfg.cluster.region and values["location"] == cfg.cluster.location
+    location, project, repository = (values[f"registry_{k}"] for k in ("location", "project", "repository"))
+    assert f"{location}-docker.pkg.dev/{project}/{repository}" == cfg.registry
+    assert values["gpu_max_nodes"] == cfg.gpu.max_nodes and values["gpu_spot"] is cfg.gpu.spot
+    assert inputs.root_variables(cfg, {"cluster_name"}) == {"cluster_name": cfg.cluster.name}
+
+
+def test_a_registry_that_is_not_artifact_registry_is_a_config_error(repo_copy: Path) -> None:
+    path = repo_copy / "environments" / "dev" / "config.yaml"
+    cfg = envconfig.load_env(repo_copy, "dev")
+    edit(path, cfg.registry, "ghcr.io/example/modelcars")
+    with pytest.raises(ConfigError, match="not an Artifact Registry docker repository"):
+        inputs.root_variables(envconfig.load_env(repo_copy, "dev"), inputs.INPUT_NAMES)
+
+
+# ------------------------------------------------------------------------ each policy catches its violation
+
+
+def test_gpu_pool_minimum_above_zero_is_caught(repo_copy: Path) -> None:
+    edit(repo_copy / MODULE / "cluster.tf", "min_node_count = 0", "min_node_count = 1")
+    found = problems_of(repo_copy)
+    assert len(found) == 1
+    assert "tofu/modules/gke/cluster.tf:" in found[0]
+    assert "google_container_node_pool.gpu: GPU node pool minimum is 1, not 0" in found[0]
+
+
+def test_gpu_pool_with_fixed_or_initial_nodes_is_caught(repo_copy: Path) -> None:
+    edit(
+        repo_copy / MODULE / "cluster.tf",
+        "initial_node_count = 0\n",
+        "initial_node_count = 2\n  node_count = 1\n",
+    )
+    found = "\n".join(problems_of(repo_copy))
+    assert "GPU node pool starts with 2 nodes" in found and "fixed node_count" in found
+
+
+def test_gpu_pool_without_autoscaling_is_caught(repo_copy: Path) -> None:
+    edit(
+        repo_copy / MODULE / "cluster.tf",
+        "  autoscaling {\n    min_node_count = 0\n    max_node_count = var.gpu_max_nodes\n  }\n",
+        "",
+    )
+    assert any("no autoscaling block" in p for p in problems_of(repo_copy))
+
+
+def test_gpu_pool_without_the_gpu_taint_is_caught(repo_copy: Path) -> None:
+    edit(repo_copy / MODULE / "cluster.tf", 'key    = "nvidia.com/gpu"', 'key    = "dedicated"')
+    found = problems_of(repo_copy)
+    assert len(found) == 1 and "lacks the nvidia.com/gpu NO_SCHEDULE taint" in found[0]
+
+
+def test_gpu_pool_without_driver_installation_is_caught(repo_copy: Path) -> None:
+    edit(
+        repo_copy / MODULE / "cluster.tf",
+        '      gpu_driver_installation_config {\n        gpu_driver_version = "DEFAULT"\n      }\n',
+        "",
+    )
+    found = problems_of(repo_copy)
+    assert len(found) == 1 and "gpu_driver_installation_config" in found[0]
+
+
+def test_cluster_without_dataplane_v2_or_workload_identity_is_caught(repo_copy: Path) -> None:
+    cluster = repo_copy / MODULE / "cluster.tf"
+    edit(cluster, '  datapath_provider = "ADVANCED_DATAPATH"\n', "")
+    edit(cluster, "  workload_identity_config {\n    workload_pool = local.workload_pool\n  }\n", "")
+    found = "\n".join(problems_of(repo_copy))
+    assert "not on Dataplane V2" in found and "no Workload Identity" in found
+
+
+@pytest.mark.parametrize(
+    ("where", "snippet", "expected"),
+    [
+        ("module", 'provider "kubernetes" {}\n', "provider.kubernetes: in-cluster provider configured"),
+        ("root", 'resource "helm_release" "argo" {}\n', "helm_release.argo: in-cluster resource"),
+        (
+            "root-versions",
+            'terraform {\n  required_providers {\n    kubectl = {\n      source = "gavinbunney/kubectl"\n'
+            "    }\n  }\n}\n",
+            "required provider kubectl (gavinbunney/kubectl) manages objects in the cluster",
+        ),
+        (
+            "module",
+            'data "kubernetes_namespace" "x" {}\n',
+            "data.kubernetes_namespace.x: in-cluster resource",
+        ),
+    ],
+)
+def test_kubernetes_and_helm_are_caught(repo_copy: Path, where: str, snippet: str, expected: str) -> None:
+    target = repo_copy / (MODULE if where == "module" else Path("tofu/envs/dev")) / "extra.tf"
+    target.write_text(snippet)
+    found = problems_of(repo_copy)
+    assert len(found) == 1 and expected in found[0], found
+    assert "Argo CD" in found[0]
+
+
+@pytest.mark.parametrize("kind", ["resource", "data"])
+def test_secret_versions_are_caught(repo_copy: Path, kind: str) -> None:
+    (repo_copy / MODULE / "extra.tf").write_text(
+        f'{kind} "google_secret_manager_secret_version" "key" {{\n  secret = "x"\n}}\n'
+    )
+    found = problems_of(repo_copy)
+    assert len(found) == 1 and "secret values must not be managed by tofu" in found[0]
+    assert "tofu/modules/gke/extra.tf:1" in found[0]
+
+
+def test_a_root_variable_not_fed_from_config_is_caught(repo_copy: Path) -> None:
+    (repo_copy / "tofu/envs/dev/extra.tf").write_text('variable "machine_type" {\n  type = string\n}\n')
+    found = problems_of(repo_copy)
+    assert len(found) == 1
+    assert (
+        "tofu/envs/dev/extra.tf:1: variable.machine_type: variable is not fed from environment config"
+        in found[0]
+    )
+
+
+def test_a_literal_value_in_a_root_is_caught(repo_copy: Path) -> None:
+    edit(repo_copy / "tofu/envs/dev/main.tf", "gpu_max_nodes       = var.gpu_max_nodes", "gpu_max_nodes = 4")
+    found = problems_of(repo_copy)
+    assert len(found) == 1 and "argument gpu_max_nodes = 4 is a literal value" in found[0]
+
+
+def test_all_violations_are_reported_at_once(check: Callable[..., Result], repo_copy: Path) -> None:
+    edit(repo_copy / MODULE / "cluster.tf", "min_node_count = 0", "min_node_count = 1")
+    (repo_copy / MODULE / "extra.tf").write_text('provider "helm" {}\n')
+    (repo_copy / "tofu/envs/staging/extra.tf").write_text('variable "zone" {\n  type = string\n}\n')
+    result = check(repo_copy)
+    assert result.code == 1
+    assert "minimum is 1" in result.err and "provider.helm" in result.err and "variable.zone" in result.err
+    # the shared module is wrong for every env; staging's own variable only for staging
+    assert result.err.count("provider.helm") == 3 and result.err.count("variable.zone") == 1
+
+
+def test_substrate_check_wants_a_gcs_backend_and_formatted_files(
+    check: Callable[..., Result], repo_copy: Path
+) -> None:
+    edit(repo_copy / "tofu/envs/prod/main.tf", 'backend "gcs" {}', 'backend "local" {}')
+    edit(repo_copy / MODULE / "registry.tf", '  format        = "DOCKER"', 'format = "DOCKER"')
+    result = check(repo_copy)
+    assert result.code == 1
+    assert "root has backend 'local', not an empty backend \"gcs\" {}" in result.err
+    assert "llm-platform-prod-tofu-state" in result.err
+    assert "tofu/modules/gke/registry.tf: not formatted" in result.err
+
+
+def test_plan_refuses_a_root_that_breaks_policy_before_running_tofu(
+    deliver: Deliver, repo_copy: Path, tools: Callable[[str], str]
+) -> None:
+    root = inputs.root_dir(repo_copy, "dev")
+    shutil.rmtree(root)
+    shutil.copytree(REPO / "tests/fixtures/tofu/basic", root)
+    (root / "k8s.tf").write_text('resource "kubernetes_namespace" "serving" {}\n')
+    result = deliver("plan", "--env", "dev", "--binary", tools("tofu"), repo=repo_copy)
+    assert result.code == 1
+    assert "kubernetes_namespace.serving: in-cluster resource" in result.err
+    assert not (root / ".terraform").exists() and not (repo_copy / "out").exists()
+
+
+def test_unparsable_hcl_is_one_clear_error(repo_copy: Path) -> None:
+    (repo_copy / MODULE / "extra.tf").write_text('resource "x" "y" {\n  a = \n')
+    with pytest.raises(ValidationFailed, match="not valid HCL") as err:
+        policy.check_root(inputs.root_dir(repo_copy, "dev"), repo_copy)
+    assert "extra.tf" in err.value.render()
