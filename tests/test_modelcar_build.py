@@ -1,0 +1,222 @@
+"""Modelcar builds to an OCI layout: reproducible bytes, deterministic tar, lock, no-op rebuilds, verify."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from delivery import yamlio
+from delivery.modelcar import tarlayer
+from delivery.modelcar.busybox import BaseLayout
+from delivery.modelcar.tarlayer import LayerFile, TarLayer
+from test_modelcar_helpers import sha256_file, small_model, write_spec
+
+pytest_plugins = ("test_modelcar_helpers",)  # fixtures: busybox_base, minilm_dir
+
+THRESHOLD = 1 << 20
+
+
+def _build(
+    deliver: Any, repo: Path, name: str, source: Path, *extra: str, cache: Path | None = None
+) -> dict[str, Any]:
+    args = ["modelcar", "build", name, "--source", str(source), "--json"]
+    args += ["--cache-dir", str(cache or repo / ".cache-deliver")]
+    result = deliver(*args, *extra, repo=repo)
+    assert result.code == 0, result.err
+    data: dict[str, Any] = json.loads(result.out)
+    return data
+
+
+def _blob(layout: Path, digest: str) -> bytes:
+    return (layout / "blobs" / "sha256" / digest.split(":")[1]).read_bytes()
+
+
+def _manifest(layout: Path) -> dict[str, Any]:
+    index = json.loads((layout / "index.json").read_text())
+    return json.loads(_blob(layout, index["manifests"][0]["digest"]))  # type: ignore[no-any-return]
+
+
+def test_layout_is_a_valid_oci_image_skopeo_and_umoci_read(
+    deliver: Any, repo_copy: Path, busybox_base: BaseLayout, tmp_path: Path, tools: Any
+) -> None:
+    src = small_model(tmp_path / "model")
+    write_spec(repo_copy, "tiny", busybox_base.spec_ref, layerThreshold=THRESHOLD)
+    out = _build(deliver, repo_copy, "tiny", src)
+    layout = Path(out["output"])
+    tag = "c9745ed1d9f2"
+    inspect = subprocess.run(
+        [tools("skopeo"), "inspect", f"oci:{layout}:{tag}"], check=True, capture_output=True, text=True
+    )
+    info = json.loads(inspect.stdout)
+    assert info["Digest"] == out["digest"]
+    assert info["Labels"]["org.opencontainers.image.revision"] == "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
+    # base layer + the small-files layer + one layer per large file
+    assert len(info["Layers"]) == 1 + 1 + 2
+    bundle = tmp_path / "bundle"
+    subprocess.run([tools("umoci"), "unpack", "--image", f"{layout}:{tag}", str(bundle)], check=True)
+    models = bundle / "rootfs" / "models"
+    for name in ("config.json", "sub/extra.txt", "model-00001-of-00002.safetensors"):
+        assert sha256_file(models / name) == sha256_file(src / name)
+    assert not (models / "ignored.pt").exists()  # *.pt is never shipped
+    assert (models / "config.json").stat().st_mode & 0o777 == 0o644
+    assert (models / "sub").stat().st_mode & 0o777 == 0o755
+
+
+def test_manifest_and_config_are_canonical_and_timeless(
+    deliver: Any, repo_copy: Path, busybox_base: BaseLayout, tmp_path: Path
+) -> None:
+    src = small_model(tmp_path / "model")
+    write_spec(repo_copy, "tiny", busybox_base.spec_ref, layerThreshold=THRESHOLD, uid=65532)
+    layout = Path(_build(deliver, repo_copy, "tiny", src)["output"])
+    manifest = _manifest(layout)
+    raw_config = _blob(layout, manifest["config"]["digest"])
+    config = json.loads(raw_config)
+    assert raw_config == json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+    assert "created" not in config
+    assert all("created" not in h for h in config["history"])
+    assert len([h for h in config["history"] if not h.get("empty_layer")]) == len(manifest["layers"])
+    assert "Entrypoint" not in config["config"]  # KServe's args must run as given
+    assert config["config"]["User"] == "65532:65532"
+    assert config["rootfs"]["diff_ids"][1:] == [layer["digest"] for layer in manifest["layers"][1:]]
+    assert manifest["annotations"]["org.opencontainers.image.source"].endswith("all-MiniLM-L6-v2")
+    assert all(layer["mediaType"] == "application/vnd.oci.image.layer.v1.tar" for layer in manifest["layers"])
+
+
+def test_tar_layers_are_pinned_byte_for_byte(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    big = tmp_path / "w.bin"
+    big.write_bytes(os.urandom(70_001))
+    small = tmp_path / "a" / "c.json"
+    small.write_text("{}")
+    os.chmod(big, 0o600)
+    layer = TarLayer(
+        (LayerFile("models/w.bin", big, big.stat().st_size), LayerFile("models/a/c.json", small, 2))
+    )
+    out = tmp_path / "layer.tar"
+    with out.open("wb") as fh:
+        digest, sums = layer.digest_and_write(fh)  # type: ignore[arg-type]
+    assert out.stat().st_size == layer.size  # size known before reading
+    assert b"".join(layer.stream()) == out.read_bytes()  # second pass: identical bytes
+    assert digest == "sha256:" + sha256_file(out)
+    assert sums["models/w.bin"] == "sha256:" + sha256_file(big)
+    with tarfile.open(out) as tar:
+        members = tar.getmembers()
+    assert [m.name for m in members] == ["models", "models/a", "models/a/c.json", "models/w.bin"]
+    for m in members:
+        assert (m.mtime, m.uid, m.gid, m.uname, m.gname) == (0, 0, 0, "", "")
+        assert m.mode == (0o755 if m.isdir() else 0o644)
+    assert out.read_bytes()[257:265] == b"ustar  \0"  # GNU magic: the one pinned format
+    assert tarlayer.TAR_SPEC_VERSION == "modelcar-tar/1"
+
+
+def test_same_digest_whatever_mtime_umask_listing_order_and_cwd(
+    deliver: Any, repo_copy: Path, busybox_base: BaseLayout, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = small_model(tmp_path / "one")
+    write_spec(repo_copy, "tiny", busybox_base.spec_ref, layerThreshold=THRESHOLD)
+    a = _build(deliver, repo_copy, "tiny", first, "--no-cache")
+    # The same bytes, written in reverse order under another umask, with other mtimes, from another cwd.
+    second = tmp_path / "two" / "nested"
+    old = os.umask(0o077)
+    try:
+        files = sorted((p for p in first.rglob("*") if p.is_file()), reverse=True)
+        for i, f in enumerate(files):
+            dest = second / f.relative_to(first)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(f.read_bytes())
+            os.utime(dest, (1_000_000 + i * 7777, 1_000_000 + i * 7777))
+    finally:
+        os.umask(old)
+    assert (second / "config.json").stat().st_mode & 0o777 == 0o600
+    monkeypatch.chdir(tmp_path / "two")
+    b = _build(deliver, repo_copy, "tiny", second, "--output", str(tmp_path / "other-out"), "--no-cache")
+    assert a["digest"] == b["digest"]
+    assert a["layers"] == b["layers"]
+
+
+def test_lock_is_deterministic_and_names_each_env_image(
+    deliver: Any, repo_copy: Path, busybox_base: BaseLayout, tmp_path: Path
+) -> None:
+    src = small_model(tmp_path / "model")
+    write_spec(repo_copy, "tiny", busybox_base.spec_ref, layerThreshold=THRESHOLD)
+    out = _build(deliver, repo_copy, "tiny", src)
+    lock_file = repo_copy / "modelcars" / "tiny.lock.yaml"
+    text = lock_file.read_text()
+    lock = yamlio.plain(yamlio.load_file(lock_file))
+    assert lock["manifest"]["digest"] == out["digest"]
+    assert lock["source"]["revision"] == "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
+    assert [f["path"] for f in lock["files"]] == sorted(f["path"] for f in lock["files"])
+    by_path = {f["path"]: f for f in lock["files"]}
+    assert by_path["config.json"]["sha256"] == "sha256:" + sha256_file(src / "config.json")
+    assert "ignored.pt" not in by_path
+    cfg = yamlio.plain(yamlio.load_file(repo_copy / "environments" / "prod" / "config.yaml"))
+    assert lock["images"]["prod"] == f"oci://{cfg['registry']}/models/tiny@{out['digest']}"
+    assert len(lock["layers"]) == 3
+    mtime = lock_file.stat().st_mtime_ns
+    _build(deliver, repo_copy, "tiny", src, "--no-cache")
+    assert lock_file.read_text() == text
+    assert lock_file.stat().st_mtime_ns == mtime  # unchanged content: file not rewritten
+
+
+def test_noop_rebuild_reads_no_weights(
+    deliver: Any, repo_copy: Path, busybox_base: BaseLayout, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = small_model(tmp_path / "model")
+    write_spec(repo_copy, "tiny", busybox_base.spec_ref, layerThreshold=THRESHOLD)
+    first = _build(deliver, repo_copy, "tiny", src)
+
+    def must_not_read(*_a: Any, **_k: Any) -> Any:
+        raise AssertionError("a no-op rebuild read the weights")
+
+    monkeypatch.setattr(TarLayer, "digest_and_write", must_not_read)
+    monkeypatch.setattr(TarLayer, "stream", must_not_read)
+    again = _build(deliver, repo_copy, "tiny", src)
+    assert again["digest"] == first["digest"]
+    # a changed file is noticed (its ctime changed) and only that layer is read again
+    monkeypatch.undo()
+    (src / "config.json").write_text('{"model_type": "changed"}\n')
+    changed = _build(deliver, repo_copy, "tiny", src)
+    assert changed["digest"] != first["digest"]
+    assert changed["layers"][1:] == first["layers"][1:]
+
+
+def test_verify_passes_then_fails_when_the_source_changes(
+    deliver: Any, repo_copy: Path, busybox_base: BaseLayout, tmp_path: Path
+) -> None:
+    src = small_model(tmp_path / "model")
+    write_spec(repo_copy, "tiny", busybox_base.spec_ref, layerThreshold=THRESHOLD)
+    out = _build(deliver, repo_copy, "tiny", src)
+    ok = deliver("modelcar", "verify", "tiny", "--source", str(src), "--json", repo=repo_copy)
+    assert ok.code == 0, ok.err
+    assert json.loads(ok.out)["digest"] == out["digest"]
+    with (src / "model-00001-of-00002.safetensors").open("r+b") as fh:
+        fh.seek(100)
+        fh.write(b"\xff\xfe")
+    bad = deliver("modelcar", "verify", "tiny", "--source", str(src), repo=repo_copy)
+    assert bad.code == 1
+    assert "differs from the lock" in bad.err
+    assert "model-00001-of-00002.safetensors changed" in bad.err
+
+
+def test_real_minilm_model_builds_reproducibly(
+    deliver: Any, repo_copy: Path, busybox_base: BaseLayout, minilm_dir: Path, tmp_path: Path
+) -> None:
+    write_spec(repo_copy, "minilm", busybox_base.spec_ref)
+    a = _build(deliver, repo_copy, "minilm", minilm_dir, "--no-cache")
+    copy = tmp_path / "copy"
+    shutil.copytree(minilm_dir, copy)
+    b = _build(deliver, repo_copy, "minilm", copy, "--no-cache", "--output", str(tmp_path / "out2"))
+    assert a["digest"] == b["digest"]
+    assert a["files"] == 13 and a["bytes"] > 90_000_000
+    manifest = _manifest(Path(a["output"]))
+    titles = [
+        layer.get("annotations", {}).get("org.opencontainers.image.title") for layer in manifest["layers"]
+    ]
+    assert "models/model.safetensors" in titles
