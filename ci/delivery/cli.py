@@ -152,6 +152,10 @@ from delivery import validate_commands  # noqa: E402
 for _command in validate_commands.COMMANDS:  # schemas, validate
     main_group.add_command(_command)
 
+from delivery.layers_cli import layers_group  # noqa: E402
+
+main_group.add_command(layers_group)
+
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run, print errors once, exit with their code."""
