@@ -2,3 +2,9 @@
 
 # Python base of the toolbox: the project is pip-installed on it and the `deliver` CLI runs there.
 PYTHON = "python:3.13-slim@sha256:9d2e5553305c7c7b0097999bb17187c69b921ccd6bc9d40e4bb5ebe652c00285"
+
+# OpenTofu, binary only (FROM scratch): its /usr/local/bin/tofu is copied into the toolbox.
+OPENTOFU = (
+    "ghcr.io/opentofu/opentofu:1.12.6-minimal"
+    "@sha256:316699e0f58b1e01fb9d99252ab5dbeeac15687497ab155ceabcba8974828dd3"
+)

@@ -11,6 +11,7 @@ from typing import Annotated
 import dagger
 from dagger import DefaultPath, Doc, Ignore, field, function, object_type
 
+from . import substrate
 from .toolbox import SOURCE_IGNORE, deliver, toolbox
 
 
@@ -48,3 +49,30 @@ class LlmPlatform:
         """Render the root Argo CD Applications selecting the profile's layers (YAML)."""
         args = ["root", "--env", env] + (["--profile", profile] if profile else [])
         return await deliver(toolbox(self.source), *args).stdout()
+
+    @function(cache="never")
+    def tofu_plan(
+        self,
+        env: Annotated[str, Doc("Environment whose substrate (tofu/envs/ENV) to plan")],
+        credentials: Annotated[
+            dagger.Secret, Doc("GCP credentials JSON (service account key or ADC) for providers and state")
+        ],
+    ) -> dagger.Directory:
+        """Plan the GKE substrate: policy, fmt, init, validate-by-plan; returns plan.tfplan + plan.json."""
+        return substrate.plan(self.source, env, credentials)
+
+    @function(cache="never")
+    async def tofu_apply(
+        self,
+        env: Annotated[str, Doc("Environment to apply (must match the plan's)")],
+        plan: Annotated[dagger.Directory, Doc("The directory tofu-plan returned (plan.tfplan, plan.json)")],
+        credentials: Annotated[
+            dagger.Secret, Doc("GCP credentials JSON (service account key or ADC) for providers and state")
+        ],
+        approve_delete: Annotated[
+            list[str] | None, Doc("Resource addresses the plan may delete or replace (each one explicitly)")
+        ] = None,
+    ) -> str:
+        """Apply a saved plan from tofu-plan (never without one); deletes/replaces need approval."""
+        ctr = substrate.apply(self.source, env, plan, credentials, list(approve_delete or []))
+        return await ctr.stdout()

@@ -1,0 +1,59 @@
+"""Substrate containers: the toolbox plus the tofu binary from the official minimal image.
+
+Here providers and the GCS backend are reachable, so `deliver plan` runs the full init / fmt /
+policy / plan / show on the real GKE roots; `deliver apply` applies only the plan directory that
+`tofu-plan` returned (the CLI checks its binding, sha256 and the delete gate).
+"""
+
+from __future__ import annotations
+
+import time
+
+import dagger
+from dagger import dag
+
+from . import images
+from .toolbox import deliver, toolbox
+
+TOFU_PATH = "/usr/local/bin/tofu"  # where the minimal image keeps the binary
+PLUGIN_CACHE = "/root/.cache/llm-platform/tofu-plugins"
+CREDENTIALS_PATH = "/run/secrets/gcp-credentials.json"
+PLAN_DIR = "/plan"
+
+
+def tofu_toolbox(source: dagger.Directory, credentials: dagger.Secret) -> dagger.Container:
+    """Toolbox + tofu (copied from the pinned minimal image) + provider cache + GCP credentials."""
+    tofu = dag.container().from_(images.OPENTOFU).file(TOFU_PATH)
+    return (
+        toolbox(source)
+        .with_file(TOFU_PATH, tofu, permissions=0o755)
+        .with_mounted_cache(PLUGIN_CACHE, dag.cache_volume("llm-platform-tofu-plugins"))
+        .with_env_variable("TF_PLUGIN_CACHE_DIR", PLUGIN_CACHE)
+        .with_env_variable("DELIVER_TOFU", TOFU_PATH)
+        .with_mounted_secret(CREDENTIALS_PATH, credentials)
+        .with_env_variable("GOOGLE_APPLICATION_CREDENTIALS", CREDENTIALS_PATH)
+    )
+
+
+def _fresh(ctr: dagger.Container) -> dagger.Container:
+    """Bust the engine's cache: plan and apply talk to live cloud state, never replay them."""
+    return ctr.with_env_variable("DELIVER_RUN_ID", str(time.time_ns()))
+
+
+def plan(source: dagger.Directory, env: str, credentials: dagger.Secret) -> dagger.Directory:
+    """`deliver plan --env ENV`: the directory with plan.tfplan, plan.json (summary) and inputs."""
+    ctr = _fresh(tofu_toolbox(source, credentials))
+    return deliver(ctr, "plan", "--env", env, "--out", PLAN_DIR).directory(PLAN_DIR)
+
+
+def apply(
+    source: dagger.Directory,
+    env: str,
+    plan_dir: dagger.Directory,
+    credentials: dagger.Secret,
+    approve_delete: list[str],
+) -> dagger.Container:
+    """`deliver apply --env ENV --plan PLAN_DIR/plan.tfplan [--approve-delete ADDRESS ...] --json`."""
+    approvals = [arg for address in approve_delete for arg in ("--approve-delete", address)]
+    ctr = _fresh(tofu_toolbox(source, credentials).with_directory(PLAN_DIR, plan_dir))
+    return deliver(ctr, "apply", "--env", env, "--plan", f"{PLAN_DIR}/plan.tfplan", *approvals, "--json")

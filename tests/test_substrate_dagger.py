@@ -1,0 +1,128 @@
+"""Engine-free checks of the substrate's Dagger pipeline: what tofu-plan and tofu-apply would run.
+
+No engine runs here; the lazily built query is inspected: the tofu binary comes from the pinned
+minimal image, credentials are a mounted Secret, every run is cache-busted, and the exec is the same
+`deliver plan` / `deliver apply` the tests run for real.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "ci" / "dagger" / "src"))
+dagger = pytest.importorskip("dagger")
+from dagger.mod._module import FUNCTION_DEF_KEY  # noqa: E402
+from llm_platform import images, substrate  # noqa: E402
+from llm_platform.main import LlmPlatform  # noqa: E402
+
+
+def steps(obj: Any) -> list[tuple[str, dict[str, Any]]]:
+    return [(s.name, dict(s.args)) for s in obj._ctx.selections]
+
+
+def execs(obj: Any) -> list[list[str]]:
+    return [args["args"] for name, args in steps(obj) if name == "withExec"]
+
+
+def test_tofu_comes_from_the_pinned_minimal_image() -> None:
+    assert images.OPENTOFU.startswith("ghcr.io/opentofu/opentofu:1.12.6-minimal@sha256:")
+    ctr = substrate.tofu_toolbox(dagger.dag.directory(), dagger.dag.set_secret("gcp", "x"))
+    copied = [args for name, args in steps(ctr) if name == "withFile"]
+    assert copied and copied[0]["path"] == "/usr/local/bin/tofu" and copied[0]["permissions"] == 0o755
+    source_file = copied[0]["source"]
+    addresses = [args.get("address") for name, args in steps(source_file) if name == "from"]
+    assert addresses == [images.OPENTOFU]
+    env = {a["name"]: a["value"] for n, a in steps(ctr) if n == "withEnvVariable"}
+    assert env["DELIVER_TOFU"] == "/usr/local/bin/tofu"
+    assert env["GOOGLE_APPLICATION_CREDENTIALS"] == substrate.CREDENTIALS_PATH
+    assert [a["path"] for n, a in steps(ctr) if n == "withMountedSecret"] == [substrate.CREDENTIALS_PATH]
+
+
+def test_plan_runs_deliver_plan_and_returns_the_plan_directory() -> None:
+    directory = substrate.plan(dagger.dag.directory(), "staging", dagger.dag.set_secret("gcp", "x"))
+    assert isinstance(directory, dagger.Directory)
+    assert execs(directory)[-1] == [
+        "deliver",
+        "--repo",
+        "/repo",
+        "plan",
+        "--env",
+        "staging",
+        "--out",
+        "/plan",
+    ]
+    assert steps(directory)[-1] == ("directory", {"path": "/plan"})
+
+
+def test_apply_runs_deliver_apply_on_the_saved_plan_with_each_approval() -> None:
+    ctr = substrate.apply(
+        dagger.dag.directory(),
+        "prod",
+        dagger.dag.directory(),
+        dagger.dag.set_secret("gcp", "x"),
+        ["module.gke.google_container_node_pool.gpu"],
+    )
+    assert execs(ctr)[-1] == [
+        "deliver",
+        "--repo",
+        "/repo",
+        "apply",
+        "--env",
+        "prod",
+        "--plan",
+        "/plan/plan.tfplan",
+        "--approve-delete",
+        "module.gke.google_container_node_pool.gpu",
+        "--json",
+    ]
+    assert ("withDirectory", "/plan") in [(n, a.get("path")) for n, a in steps(ctr)]
+
+
+def test_every_plan_and_apply_is_cache_busted() -> None:
+    def run_ids() -> list[str]:
+        built = [
+            substrate.plan(dagger.dag.directory(), "dev", dagger.dag.set_secret("gcp", "x")),
+            substrate.apply(
+                dagger.dag.directory(), "dev", dagger.dag.directory(), dagger.dag.set_secret("gcp", "x"), []
+            ),
+        ]
+        return [
+            a["value"]
+            for obj in built
+            for n, a in steps(obj)
+            if n == "withEnvVariable" and a["name"] == "DELIVER_RUN_ID"
+        ]
+
+    first, second = run_ids(), run_ids()
+    assert len(first) == 2 and len(set(first + second)) == 4
+
+
+def test_module_functions_are_never_cached() -> None:
+    for name in ("tofu_plan", "tofu_apply"):
+        assert getattr(getattr(LlmPlatform, name), FUNCTION_DEF_KEY).cache == "never", name
+
+
+def test_the_cli_accepts_exactly_the_arguments_the_module_passes() -> None:
+    from delivery import cli
+
+    secret = dagger.dag.set_secret("gcp", "x")
+    plan_args = execs(substrate.plan(dagger.dag.directory(), "dev", secret))[-1]
+    apply_args = execs(
+        substrate.apply(dagger.dag.directory(), "dev", dagger.dag.directory(), secret, ["a.b"])
+    )[-1]
+    parsed = {}
+    for args in (plan_args, apply_args):
+        ctx = cli.main_group.make_context("deliver", args[1:], resilient_parsing=True)
+        command = cli.main_group.get_command(ctx, args[3])
+        assert command is not None
+        parsed[args[3]] = command.make_context(args[3], args[4:], parent=ctx).params
+    assert parsed["plan"]["env"] == "dev" and parsed["plan"]["out_dir"] == Path("/plan")
+    assert parsed["apply"]["plan_file"] == Path("/plan/plan.tfplan")
+    assert parsed["apply"]["approve_delete"] == ("a.b",) and parsed["apply"]["as_json"] is True
+    cli._json_mode["on"] = False  # parsing --json flipped the CLI's process-wide JSON mode
