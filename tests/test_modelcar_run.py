@@ -32,7 +32,9 @@ def _bundle_config(bundle: Path, args: list[str], *, mnt: Path, pid_ns: str | No
     cfg["process"]["user"] = {"uid": UID, "gid": UID}
     cfg["root"]["readonly"] = True
     cfg["mounts"] = [m for m in cfg["mounts"] if m["destination"] != "/mnt"]
-    cfg["mounts"].append({"destination": "/mnt", "type": "bind", "source": str(mnt), "options": ["rbind", "rw"]})
+    cfg["mounts"].append(
+        {"destination": "/mnt", "type": "bind", "source": str(mnt), "options": ["rbind", "rw"]}
+    )
     namespaces = [n for n in cfg["linux"]["namespaces"] if n["type"] not in ("network",)]
     if pid_ns is not None:
         namespaces = [n for n in namespaces if n["type"] != "pid"] + [{"type": "pid", "path": pid_ns}]
@@ -113,11 +115,15 @@ def test_published_modelcar_runs_like_kserve_runs_it(
             check=True, stdin=subprocess.DEVNULL, stdout=log, stderr=log, timeout=60,
         )  # fmt: skip
     try:
-        state = json.loads(subprocess.run([runc, "state", sidecar_id], check=True, capture_output=True).stdout)
+        state = json.loads(
+            subprocess.run([runc, "state", sidecar_id], check=True, capture_output=True).stdout
+        )
         reader_bundle = tmp_path / "reader"
         _unpack(umoci, f"{layout}:pulled", reader_bundle)
         files = [f["path"] for f in lock["files"]]
-        script = "i=0; while [ ! -e /mnt/models/config.json ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; "
+        script = (
+            "i=0; while [ ! -e /mnt/models/config.json ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; "
+        )
         script += "cd /mnt/models/ && sha256sum " + " ".join(f"'{f}'" for f in files)
         _bundle_config(reader_bundle, ["sh", "-c", script], mnt=mnt, pid_ns=f"/proc/{state['pid']}/ns/pid")
         reader = subprocess.run(
