@@ -727,7 +727,12 @@ def _kserve_isvc(
         "kind": "InferenceService",
         "metadata": {
             **_meta(cfg, layer, name, namespace, **labels),
-            "annotations": {"serving.kserve.io/deploymentMode": "RawDeployment"},
+            "annotations": {
+                "serving.kserve.io/deploymentMode": "Standard",
+                # no HPA (it cannot go below 1): parked at minReplicas 0, the managed alternative costs
+                # nothing until an operator scales it or points traffic at it; raw vLLM is the default
+                "serving.kserve.io/autoscalerClass": "external",
+            },
         },
         "spec": {"predictor": predictor},
     }
@@ -771,7 +776,7 @@ def serving_layer(cfg: EnvConfig, pins: Pins, car: Modelcar) -> LayerBuild:
             -2,
             {
                 "kserve": {
-                    "controller": {"deploymentMode": "RawDeployment"},
+                    "controller": {"deploymentMode": "Standard"},
                     "storage": {"enableModelcar": True, "uidModelcar": 65532},
                 }
             },
@@ -858,11 +863,21 @@ def routing_layer(cfg: EnvConfig, pins: Pins) -> LayerBuild:
                         "name": "http",
                         "port": 80,
                         "protocol": "HTTP",
-                        # only the serving namespace may attach routes (demos never reach this gateway)
+                        # only the serving namespaces may attach routes (demos never reach this gateway)
                         "allowedRoutes": {
                             "namespaces": {
                                 "from": "Selector",
-                                "selector": {"matchLabels": {"kubernetes.io/metadata.name": SERVING_NS}},
+                                "selector": {
+                                    "matchExpressions": [
+                                        {
+                                            "key": "kubernetes.io/metadata.name",
+                                            "operator": "In",
+                                            "values": [SERVING_NS, LLMD_NS]
+                                            if cfg.features.llm_d
+                                            else [SERVING_NS],
+                                        }
+                                    ]
+                                },
                             }
                         },
                     }
