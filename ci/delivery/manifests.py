@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from delivery import yamlio
+from delivery.errors import ConfigError
 from delivery.paths import layers_dir
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -67,7 +68,11 @@ def load_file_manifests(repo: Path, env: str, path: Path) -> list[Manifest]:
     """The documents of one layer file (a YAML syntax error raises ConfigError naming file:line)."""
     rel = path.resolve().relative_to(repo.resolve())
     layer = layer_of(repo, env, path)
-    docs = yamlio.load_all_file(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"not UTF-8 text ({err.reason})", where=str(rel)) from None
+    docs = yamlio.load_all_data(text, str(rel))
     return [
         Manifest(path=rel, index=i, layer=layer, doc=yamlio.plain(doc) if isinstance(doc, dict) else {})
         for i, doc in enumerate(docs)

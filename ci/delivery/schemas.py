@@ -439,8 +439,7 @@ def build_crds(dest: Path, sources: Mapping[str, bytes]) -> tuple[Index, Index]:
         rel = f"{group}/{filename}"
         _dump(dest / "standalone" / rel, schema)
         _dump(dest / "standalone-strict" / rel, strictify(copy.deepcopy(schema)))
-        kind = _kind_name(schema, kind_lower)
-        _add(catalog, kind, f"{group}/{version}")
+        _add(catalog, _kind_name(schema, kind_lower), f"{group}/{version}")
         written.add(rel)
     for path in sorted(p for p in sources if p.startswith("crds/") and p.endswith((".yaml", ".yml"))):
         for doc in yamlio.load_all_data(sources[path].decode("utf-8"), path):
@@ -458,7 +457,7 @@ def build_crds(dest: Path, sources: Mapping[str, bytes]) -> tuple[Index, Index]:
 
 
 def _kind_name(schema: Mapping[str, Any], kind_lower: str) -> str:
-    """The kind's CamelCase name from a catalog schema (its ``kind`` enum), else the file's name."""
+    """The kind's CamelCase name from a catalog schema (its ``kind`` enum), else the file's lower-case name."""
     kind_prop = (schema.get("properties") or {}).get("kind") or {}
     enum = kind_prop.get("enum")
     if isinstance(enum, list) and enum and isinstance(enum[0], str):
@@ -519,8 +518,14 @@ class SchemaBundle:
 
     def api_versions(self, kind: str, minor: str) -> list[str]:
         """Every apiVersion the bundle has a schema for, for this kind (core for ``minor``, and CRDs)."""
-        found = list((self.kubernetes.get(minor) or {}).get(kind, []))
-        found += self.crds.get(kind, []) + self.converted.get(kind, [])
+        wanted = kind.lower()  # kubeconform looks kinds up lower-cased; catalog files name them so
+        found = [
+            v
+            for index in ((self.kubernetes.get(minor) or {}), self.crds, self.converted)
+            for name, versions in index.items()
+            if name.lower() == wanted
+            for v in versions
+        ]
         return sorted(set(found))
 
     def schema_count(self) -> int:

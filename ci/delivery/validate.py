@@ -16,7 +16,7 @@ import re
 import shutil
 import subprocess
 from collections import defaultdict, deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from delivery import manifests as layer_manifests
 from delivery.config import EnvConfig
 from delivery.errors import ConfigError, ToolError, UsageError
 from delivery.manifests import Manifest
-from delivery.schemas import SchemaBundle, ensure_bundle
+from delivery.schemas import SchemaBundle, ensure_bundle, schema_relpath
 
 KUBECONFORM_ENV = "KUBECONFORM"
 KUBECONFORM_CHECK = "kubeconform"
@@ -103,9 +103,14 @@ def kubeconform_binary() -> str:
 
 
 def kubeconform_args(
-    binary: str, bundle: SchemaBundle, minor: str, files: Sequence[str], workers: int | None = None
+    binary: str, bundle: SchemaBundle, minor: str, files: Sequence[str], workers: int = 1
 ) -> list[str]:
-    """The kubeconform command line: strict, JSON, every resource reported, hermetic schemas only."""
+    """The kubeconform command line: strict, JSON, every resource reported, hermetic schemas only.
+
+    One worker per process by default: kubeconform's workers each compile a schema they have not
+    seen yet, so several workers compile the same big schema in parallel; parallelism comes from
+    several processes over disjoint kinds instead (``partition_files``).
+    """
     args = [
         binary,
         "-strict",
@@ -116,21 +121,47 @@ def kubeconform_args(
         "-kubernetes-version",
         f"{minor}.0",
         "-n",
-        str(workers or max(2, os.cpu_count() or 2)),
+        str(workers),
     ]
     for location in bundle.locations():
         args += ["-schema-location", location]
     return [*args, *files]
 
 
-def run_kubeconform(
-    repo: Path, bundle: SchemaBundle, minor: str, files: Sequence[str], binary: str | None = None
-) -> list[dict[str, Any]]:
-    """Run kubeconform on ``files`` (relative to ``repo``) and return its parsed resource results."""
-    if not files:
-        return []  # kubeconform would read stdin
-    args = kubeconform_args(binary or kubeconform_binary(), bundle, minor, files)
-    proc = subprocess.run(args, cwd=repo, capture_output=True, text=True, check=False)
+# Relative cost of validating one more resource, next to compiling a schema (cost: its size).
+_PER_FILE_COST = 4096
+
+
+def partition_files(
+    files: Sequence[str], kinds_of: Mapping[str, set[str]], cost: Mapping[str, int], parts: int
+) -> list[list[str]]:
+    """Split ``files`` into at most ``parts`` balanced groups that share as few schemas as possible.
+
+    Compiling a schema dominates kubeconform's time, so a file goes to the group where it adds the
+    least work: a group that already holds its kinds pays only for the resource itself.
+    """
+    parts = max(1, min(parts, len(files)))
+    groups: list[list[str]] = [[] for _ in range(parts)]
+    seen: list[set[str]] = [set() for _ in range(parts)]
+    load = [0] * parts
+
+    def weight(name: str) -> int:
+        return sum(cost.get(k, 0) for k in kinds_of.get(name, set()))
+
+    for name in sorted(files, key=lambda f: (-weight(f), f)):
+        kinds = kinds_of.get(name, set())
+
+        def added(i: int, kinds: set[str] = kinds) -> int:
+            return sum(cost.get(k, 0) for k in kinds - seen[i]) + _PER_FILE_COST
+
+        best = min(range(parts), key=lambda i: (load[i] + added(i), i))
+        load[best] += added(best)
+        seen[best] |= kinds
+        groups[best].append(name)
+    return [sorted(g) for g in groups if g]
+
+
+def _parse_report(proc: subprocess.CompletedProcess[str], args: Sequence[str]) -> list[dict[str, Any]]:
     try:
         out = json.loads(proc.stdout)
         results = out["resources"]
@@ -140,11 +171,62 @@ def run_kubeconform(
         detail = (proc.stderr or proc.stdout).strip().splitlines()
         raise ToolError(
             f"kubeconform failed (exit {proc.returncode}) without a JSON report: "
-            + (detail[-1] if detail else "no output"),
+            + (detail[0] if detail else "no output"),
             where=" ".join(args[:2]),
             fix="check the kubeconform version (v0.7.0) and the schema bundle (deliver schemas)",
         ) from None
     return results
+
+
+def run_kubeconform(
+    repo: Path,
+    bundle: SchemaBundle,
+    minor: str,
+    files: Sequence[str],
+    binary: str | None = None,
+    *,
+    kinds_of: Mapping[str, set[str]] | None = None,
+    processes: int = 1,
+) -> list[dict[str, Any]]:
+    """Run kubeconform on ``files`` (relative to ``repo``) and return its parsed resource results.
+
+    With ``processes`` > 1 the files are split by kind (``kinds_of``: file -> "apiVersion/Kind")
+    over that many kubeconform processes running at once.
+    """
+    if not files:
+        return []  # kubeconform would read stdin
+    exe = binary or kubeconform_binary()
+    cost = {k: _schema_size(bundle, minor, k) for kinds in (kinds_of or {}).values() for k in kinds}
+    groups = partition_files(files, kinds_of or {}, cost, processes) if processes > 1 else [list(files)]
+    commands = [kubeconform_args(exe, bundle, minor, group) for group in groups]
+    running = [
+        subprocess.Popen(cmd, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for cmd in commands
+    ]
+    results: list[dict[str, Any]] = []
+    for cmd, proc in zip(commands, running, strict=True):
+        out, err = proc.communicate()
+        results += _parse_report(subprocess.CompletedProcess(cmd, proc.returncode, out, err), cmd)
+    return results
+
+
+def _schema_size(bundle: SchemaBundle, minor: str, gvk: str) -> int:
+    api_version, _, kind = gvk.rpartition("/")
+    rel = schema_relpath(api_version, kind)
+    for path in (
+        bundle.root / "kubernetes" / f"v{minor}.0-standalone-strict" / rel,
+        bundle.root / "crds" / "standalone-strict" / rel,
+    ):
+        try:
+            return path.stat().st_size
+        except OSError:
+            continue
+    return 0
+
+
+def default_processes() -> int:
+    """kubeconform processes to run at once: one per CPU, at most 4."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 _CAUSE = re.compile(r"- at '(?P<path>[^']*)': (?P<msg>.*?)(?=\s+- at '|\Z)", re.DOTALL)
@@ -219,11 +301,13 @@ def _findings_for(
         filename = str(result.get("filename", ""))
         if filename not in files:
             continue
+        status = result.get("status")
+        if not status:
+            continue  # an empty document (e.g. before a leading ---): nothing to validate
         kind, name, version = (str(result.get(k) or "") for k in ("kind", "name", "version"))
         queue = pending.get((filename, kind, name, version))
         manifest = queue.popleft() if queue else None
         resource = manifest.resource if manifest else "/".join(p for p in (kind, name) if p)
-        status = result.get("status")
         if filename in env_input.broken:
             continue  # reported once, with its line, as a YAML finding
         checked.add((filename, resource))
@@ -286,6 +370,7 @@ def validate_envs(
     offline: bool = False,
     source_dir: Path | None = None,
     policies: bool = True,
+    processes: int | None = None,
 ) -> list[Report]:
     """Validate the layers of these environments (default: all), one kubeconform run per Kubernetes minor."""
     names = list(envs) if envs else envconfig.list_envs(repo)
@@ -312,7 +397,13 @@ def validate_envs(
         files = sorted(
             {f for i in inputs.values() if i.cfg.cluster.kubernetes_version == minor for f in i.files}
         )
-        results_by_minor[minor] = run_kubeconform(repo, bundle, minor, files, binary)
+        kinds_of: dict[str, set[str]] = defaultdict(set)
+        for i in inputs.values():
+            for m in i.manifests:
+                kinds_of[str(m.path)].add(f"{m.api_version}/{m.kind}")
+        results_by_minor[minor] = run_kubeconform(
+            repo, bundle, minor, files, binary, kinds_of=kinds_of, processes=processes or default_processes()
+        )
     for env in names:
         env_input = inputs[env]
         minor = env_input.cfg.cluster.kubernetes_version

@@ -1,0 +1,77 @@
+"""Benchmark: validate every layer of every environment once the schema bundle is cached.
+
+Target: under 3 s for dev + staging + prod (load, kubeconform, policies). The baseline, measured
+in the same run, is the naive way: one kubeconform process per file, one after the other, each
+compiling the schemas it needs again. Run: ``.venv/bin/python bench/bench_validate.py [--runs N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "ci"))
+
+from delivery import config, manifests, schemas, validate  # noqa: E402
+
+TARGET_SECONDS = 3.0
+
+
+def naive_baseline(repo: Path, bundle: schemas.SchemaBundle, minor: str, files: list[str]) -> float:
+    """One kubeconform process per file, sequentially (what a simple CI script does)."""
+    binary = validate.kubeconform_binary()
+    start = time.perf_counter()
+    for name in files:
+        args = validate.kubeconform_args(binary, bundle, minor, [name], workers=4)
+        subprocess.run(args, cwd=repo, capture_output=True, text=True, check=False)
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="timed runs of the optimised path")
+    opts = parser.parse_args()
+
+    envs = config.list_envs(REPO)
+    minors = sorted({config.load_env(REPO, e).cluster.kubernetes_version for e in envs})
+    if len(minors) != 1:
+        print(f"environments span several Kubernetes minors {minors}; the baseline uses {minors[0]}")
+    bundle = schemas.ensure_bundle(REPO, minors)  # cached: not part of the measurement
+    files = sorted(str(p.relative_to(REPO)) for e in envs for p in manifests.layer_files(REPO, e))
+    if not files:
+        print("no layer manifests under clusters/*/layers: nothing to benchmark", file=sys.stderr)
+        return 1
+
+    validate.validate_envs(REPO)  # warm the page cache and Python imports
+    times = []
+    for _ in range(opts.runs):
+        start = time.perf_counter()
+        reports = validate.validate_envs(REPO)
+        times.append(time.perf_counter() - start)
+    resources = sum(r.resources for r in reports)
+    findings = sum(len(r.findings) for r in reports)
+
+    start = time.perf_counter()
+    single = [r for r in validate.run_kubeconform(REPO, bundle, minors[0], files) if r.get("status")]
+    one_process = time.perf_counter() - start
+
+    baseline = naive_baseline(REPO, bundle, minors[0], files)
+
+    best, median = min(times), statistics.median(times)
+    print(f"environments: {', '.join(envs)}; {len(files)} files, {resources} resources, {findings} findings")
+    print(f"baseline (kubeconform per file, sequential): {baseline:6.2f} s")
+    print(f"kubeconform only, one process -n 1:           {one_process:6.2f} s ({len(single)} results)")
+    print(f"deliver validate, all envs (median of {opts.runs}):   {median:6.2f} s  (best {best:.2f} s)")
+    print(f"speed-up vs baseline: {baseline / median:.1f}x (median), {baseline / best:.1f}x (best)")
+    verdict = "meets" if median < TARGET_SECONDS else "MISSES"
+    print(f"target < {TARGET_SECONDS:.0f} s: {verdict} the target (median {median:.2f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
