@@ -118,6 +118,18 @@ def check_images(m: Manifest) -> list[Finding]:
         repos = (m.doc.get("spec") or {}).get("sourceRepos") or []
         source_urls = {("spec", "sourceRepos", i) for i in range(len(repos))}
     for path, value in _walk(m.doc):
+        if isinstance(value, dict) and path and path[-1] == "image" and "repository" in value:
+            if not str(value.get("digest") or "").startswith("sha256:"):
+                found.append(
+                    _finding(
+                        m,
+                        "image-digest",
+                        f"image {value.get('repository')!r} (tag {value.get('tag') or 'none'}) has no "
+                        "digest; set image.digest: sha256:<digest> next to repository/tag",
+                        path,
+                    )
+                )
+            continue
         if not isinstance(value, str) or not path:
             continue
         key = path[-1]
