@@ -6,12 +6,13 @@ that the tests exercise (no logic lives only here). Side-effecting functions are
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 import dagger
 from dagger import DefaultPath, Doc, Ignore, field, function, object_type
 
-from . import substrate
+from . import modelcar, substrate
 from .toolbox import SOURCE_IGNORE, deliver, toolbox
 
 
@@ -76,3 +77,31 @@ class LlmPlatform:
         """Apply a saved plan from tofu-plan (never without one); deletes/replaces need approval."""
         ctr = substrate.apply(self.source, env, plan, credentials, list(approve_delete or []))
         return await ctr.stdout()
+
+    @function
+    def modelcar_build(
+        self,
+        name: Annotated[str, Doc("Modelcar spec name (modelcars/NAME.yaml)")],
+        hf_token: Annotated[
+            dagger.Secret | None, Doc("Hugging Face token for gated/private repos (e.g. env://HF_TOKEN)")
+        ] = None,
+    ) -> dagger.Directory:
+        """Build a modelcar into an OCI image layout (weights downloaded inside the engine, cached)."""
+        return modelcar.build(self.source, name, hf_token)
+
+    @function(cache="never")
+    async def modelcar_publish(
+        self,
+        name: Annotated[str, Doc("Modelcar spec name (modelcars/NAME.yaml)")],
+        env: Annotated[str, Doc("Environment whose registry receives the image")],
+        hf_token: Annotated[
+            dagger.Secret | None, Doc("Hugging Face token for gated/private repos (e.g. env://HF_TOKEN)")
+        ] = None,
+        username: Annotated[
+            str, Doc("Registry user (GAR: oauth2accesstoken); empty = docker config / anonymous")
+        ] = "",
+        password: Annotated[dagger.Secret | None, Doc("Registry password or access token")] = None,
+    ) -> str:
+        """Build a modelcar and push it to the env's registry; returns oci://REGISTRY/REPO@sha256:..."""
+        out = await modelcar.publish(self.source, name, env, hf_token, username, password).stdout()
+        return str(json.loads(out)["uri"])

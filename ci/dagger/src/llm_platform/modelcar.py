@@ -1,0 +1,59 @@
+"""Modelcar containers: the toolbox with the HF cache and the deliver cache as cache volumes.
+
+Weights are downloaded inside the engine into a cache volume (never part of a layer), so a second
+build of the same revision downloads nothing; the digest cache and pulled base blobs live in a
+second volume. The HF token and the registry password enter only as secrets (environment
+variables the CLI reads: HF_TOKEN, DELIVER_REGISTRY_PASSWORD), never as arguments.
+"""
+
+from __future__ import annotations
+
+import time
+
+import dagger
+from dagger import dag
+
+from .toolbox import deliver, toolbox
+
+HF_HOME = "/root/.cache/huggingface"
+DELIVER_CACHE = "/root/.cache/deliver"
+LAYOUT_DIR = "/out/layout"
+
+
+def modelcar_toolbox(source: dagger.Directory, hf_token: dagger.Secret | None) -> dagger.Container:
+    """Toolbox + HF cache volume + deliver cache volume (+ the HF token as a secret variable)."""
+    ctr = (
+        toolbox(source)
+        .with_mounted_cache(HF_HOME, dag.cache_volume("llm-platform-hf-cache"))
+        .with_env_variable("HF_HOME", HF_HOME)
+        .with_env_variable("HF_HUB_DISABLE_TELEMETRY", "1")
+        .with_mounted_cache(DELIVER_CACHE, dag.cache_volume("llm-platform-deliver-cache"))
+        .with_env_variable("DELIVER_CACHE_DIR", DELIVER_CACHE)
+    )
+    if hf_token is not None:
+        ctr = ctr.with_secret_variable("HF_TOKEN", hf_token)
+    return ctr
+
+
+def build(source: dagger.Directory, name: str, hf_token: dagger.Secret | None) -> dagger.Directory:
+    """`deliver modelcar build NAME`: the OCI image layout directory."""
+    ctr = modelcar_toolbox(source, hf_token)
+    return deliver(ctr, "modelcar", "build", name, "--output", LAYOUT_DIR, "--json").directory(LAYOUT_DIR)
+
+
+def publish(
+    source: dagger.Directory,
+    name: str,
+    env: str,
+    hf_token: dagger.Secret | None,
+    username: str,
+    password: dagger.Secret | None,
+) -> dagger.Container:
+    """`deliver modelcar publish NAME --env ENV --json` (never replayed from the engine's cache)."""
+    ctr = modelcar_toolbox(source, hf_token).with_env_variable("DELIVER_RUN_ID", str(time.time_ns()))
+    if password is not None:
+        ctr = ctr.with_secret_variable("DELIVER_REGISTRY_PASSWORD", password)
+    args = ["modelcar", "publish", name, "--env", env, "--json"]
+    if username:
+        args += ["--username", username]
+    return deliver(ctr, *args)
