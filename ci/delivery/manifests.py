@@ -45,7 +45,9 @@ class Manifest:
 
     @property
     def resource(self) -> str:
-        """``Kind/namespace/name`` (``Kind/name`` for cluster-scoped or unnamespaced resources)."""
+        """``Kind/namespace/name`` (``Kind/name`` when unnamespaced; ``document N`` when neither is set)."""
+        if not self.kind and not self.name:
+            return f"document {self.index + 1}"
         parts = [self.kind or "?", self.namespace, self.name or "?"]
         return "/".join(p for p in parts if p)
 

@@ -138,7 +138,8 @@ def partition_files(
     """Split ``files`` into at most ``parts`` balanced groups that share as few schemas as possible.
 
     Compiling a schema dominates kubeconform's time, so a file goes to the group where it adds the
-    least work: a group that already holds its kinds pays only for the resource itself.
+    least work (a group that already holds its kinds pays only for the resource itself), and among
+    equals to the least loaded group.
     """
     parts = max(1, min(parts, len(files)))
     groups: list[list[str]] = [[] for _ in range(parts)]
@@ -154,7 +155,7 @@ def partition_files(
         def added(i: int, kinds: set[str] = kinds) -> int:
             return sum(cost.get(k, 0) for k in kinds - seen[i]) + _PER_FILE_COST
 
-        best = min(range(parts), key=lambda i: (load[i] + added(i), i))
+        best = min(range(parts), key=lambda i: (added(i), load[i], i))
         load[best] += added(best)
         seen[best] |= kinds
         groups[best].append(name)

@@ -132,4 +132,4 @@ def validate_cmd(
         sys.exit(1)
 
 
-COMMANDS = (schemas_cmd, validate_cmd)
+COMMANDS: tuple[click.Command, ...] = (schemas_cmd, validate_cmd)
