@@ -10,9 +10,10 @@ import json
 from typing import Annotated
 
 import dagger
-from dagger import DefaultPath, Doc, Ignore, field, function, object_type
+from dagger import DefaultPath, Doc, Ignore, check, field, function, object_type
 
 from . import modelcar, substrate
+from . import validate as validation
 from .toolbox import SOURCE_IGNORE, deliver, toolbox
 
 
@@ -50,6 +51,51 @@ class LlmPlatform:
         """Render the root Argo CD Applications selecting the profile's layers (YAML)."""
         args = ["root", "--env", env] + (["--profile", profile] if profile else [])
         return await deliver(toolbox(self.source), *args).stdout()
+
+    @function
+    def schemas(
+        self,
+        env: Annotated[
+            str, Doc("Build for this environment's Kubernetes minor only (default: all envs)")
+        ] = "",
+        sources: Annotated[
+            dagger.Directory | None,
+            Doc("Hermetic copy of the pinned upstream files (kube-schemas); default: fetch pinned URLs"),
+        ] = None,
+    ) -> dagger.Directory:
+        """The hermetic schema bundle kubeconform validates against (deliver schemas --output)."""
+        return validation.bundle(self.source, env, sources)
+
+    @function
+    @check
+    async def validate(
+        self,
+        env: Annotated[str, Doc("Validate only this environment (default: all)")] = "",
+        schemas: Annotated[
+            dagger.Directory | None, Doc("A prebuilt schema bundle (the schemas function's output)")
+        ] = None,
+        sources: Annotated[
+            dagger.Directory | None,
+            Doc("Hermetic copy of the pinned upstream files, to build the bundle offline"),
+        ] = None,
+    ) -> str:
+        """Validate every layer: kubeconform -strict (pinned image) + policy checks; fails on any finding."""
+        return await validation.run(self.source, env, schemas, sources).stdout()
+
+    @function
+    def validate_report(
+        self,
+        env: Annotated[str, Doc("Validate only this environment (default: all)")] = "",
+        schemas: Annotated[
+            dagger.Directory | None, Doc("A prebuilt schema bundle (the schemas function's output)")
+        ] = None,
+        sources: Annotated[
+            dagger.Directory | None,
+            Doc("Hermetic copy of the pinned upstream files, to build the bundle offline"),
+        ] = None,
+    ) -> dagger.Directory:
+        """report.json and junit.xml (one testcase per resource) of the validation, pass or fail."""
+        return validation.report(self.source, env, schemas, sources)
 
     @function(cache="never")
     def tofu_plan(
