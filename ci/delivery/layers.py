@@ -66,6 +66,7 @@ SECRET_STORE = "gcp-secret-manager"
 GPU_QUEUE = "gpu"
 PROMETHEUS_URL = f"http://prometheus-operated.{MONITORING_NS}.svc:9090"
 MODELCAR_MOUNT = "/mnt"
+AGENTGATEWAY_METRICS_PORT = 15020
 
 
 # --------------------------------------------------------------------------- pins
@@ -370,7 +371,6 @@ class LayerBuild:
             "metadata": {
                 **_meta(self.cfg, self.layer, self.layer, ARGOCD_NAMESPACE),
                 "annotations": {SYNC_WAVE: "-10"},
-                "finalizers": ["resources-finalizer.argocd.argoproj.io/background"],
             },
             "spec": {
                 "description": description,
@@ -901,6 +901,16 @@ def routing_layer(cfg: EnvConfig, pins: Pins) -> LayerBuild:
                         }
                     },
                 },
+            },
+        },
+        {
+            # the data plane's request counter is the scale-from-zero signal of the vLLM ScaledObject
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "PodMonitor",
+            "metadata": _meta(cfg, "routing", GATEWAY_NAME, GATEWAY_NS),
+            "spec": {
+                "selector": {"matchLabels": {"gateway.networking.k8s.io/gateway-name": GATEWAY_NAME}},
+                "podMetricsEndpoints": [{"portNumber": AGENTGATEWAY_METRICS_PORT, "path": "/metrics"}],
             },
         },
     ]
