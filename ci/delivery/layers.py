@@ -1138,14 +1138,15 @@ def render_layers(repo: Path, cfg: EnvConfig) -> dict[str, str]:
                 note = f"{doc['kind']} of component {component} ({layer} layer)"
                 if layer == "demos":
                     note = "DEMO ONLY (never on the request path): " + note
-                note += f"; modelcar digest from {car.source}." if car.image in yamlio.dump(doc) else "."
-                files[rel] = _header(cfg, note) + yamlio.dump_all([doc])
+                body = yamlio.dump_all([doc])
+                note += f"; modelcar digest from {car.source}." if car.image in body else "."
+                files[rel] = _header(cfg, note) + body
     return dict(sorted(files.items()))
 
 
-def write_layers(repo: Path, cfg: EnvConfig) -> list[str]:
+def write_layers(repo: Path, cfg: EnvConfig, files: dict[str, str] | None = None) -> list[str]:
     """Replace clusters/<env>/layers/ with the rendered files, atomically; returns the written paths."""
-    files = render_layers(repo, cfg)
+    files = render_layers(repo, cfg) if files is None else files
     target = layers_dir(repo, cfg.name)
     with atomic_directory(target) as tmp:
         for rel, text in files.items():

@@ -57,7 +57,7 @@ def render_cmd(ctx: click.Context, env: str, write: bool, check_only: bool, as_j
     for warning in layers.modelcar_warnings(layers.modelcar_for(repo, cfg, layers.load_pins(repo))):
         console.info(f"warning: {warning}")
     if write:
-        written = layers.write_layers(repo, cfg)
+        written = layers.write_layers(repo, cfg, files)
         if as_json:
             console.print_json({"ok": True, "env": env, "written": written})
         else:
