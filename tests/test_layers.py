@@ -275,3 +275,10 @@ def test_profile_change_adds_and_removes_layers(deliver, repo_copy: Path) -> Non
     assert sorted(p.name for p in (base / "components").iterdir()) == ["platform", "serving"]
     shutil.rmtree(base)
     assert deliver("layers", "render", "--env", "staging", "--check", repo=repo_copy).code == 1
+
+
+def test_cli_usage_errors(deliver) -> None:  # type: ignore[no-untyped-def]
+    both = deliver("layers", "render", "--env", "dev", "--write", "--check")
+    assert both.code == 2 and "--write and --check exclude each other" in both.err
+    unknown = deliver("layers", "render", "--env", "nope")
+    assert unknown.code == 2 and "unknown environment 'nope' (known: dev, prod, staging)" in unknown.err

@@ -6,7 +6,7 @@ import click
 
 from delivery import config as envconfig
 from delivery import console, layers
-from delivery.errors import DeliveryError, ValidationFailed
+from delivery.errors import UsageError, ValidationFailed
 from delivery.paths import layers_dir
 
 
@@ -41,7 +41,7 @@ def render_cmd(ctx: click.Context, env: str, write: bool, check_only: bool, as_j
 
     repo = Path(str(_repo(ctx)))
     if write and check_only:
-        raise DeliveryError("--write and --check exclude each other", fix="pass one of them")
+        raise UsageError("--write and --check exclude each other", fix="pass one of them")
     cfg = envconfig.load_env(repo, env)
     base = layers_dir(repo, env).relative_to(repo)
     if check_only:
