@@ -282,3 +282,24 @@ def test_cli_usage_errors(deliver) -> None:  # type: ignore[no-untyped-def]
     assert both.code == 2 and "--write and --check exclude each other" in both.err
     unknown = deliver("layers", "render", "--env", "nope")
     assert unknown.code == 2 and "unknown environment 'nope' (known: dev, prod, staging)" in unknown.err
+
+
+def test_eso_identity_matches_the_substrate() -> None:
+    """The KSA/GSA pair the layers use is the one tofu/modules/gke binds with Workload Identity."""
+    iam = (REPO / "tofu/modules/gke/iam.tf").read_text()
+    variables = (REPO / "tofu/modules/gke/variables.tf").read_text()
+    assert 'account_id   = "${var.environment}-eso-sa"' in iam
+    ksa = f"{layers.ESO_NS}/{layers.ESO_KSA}"
+    assert re.search(r'variable "eso_kubernetes_service_account"[^}]*default\s*=\s*"' + ksa + '"', variables)
+    for env in ENVS:
+        cfg = envconfig.load_env(REPO, env)
+        app = next(
+            a for a in _by_kind(REPO, env, "Application") if a["metadata"]["name"] == "external-secrets"
+        )
+        sa = app["spec"]["source"]["helm"]["valuesObject"]["serviceAccount"]
+        assert sa["name"] == layers.ESO_KSA and app["spec"]["destination"]["namespace"] == layers.ESO_NS
+        gsa = f"{env}-eso-sa@{cfg.cluster.project_id}.iam.gserviceaccount.com"
+        assert sa["annotations"]["iam.gke.io/gcp-service-account"] == gsa
+        (store,) = _by_kind(REPO, env, "ClusterSecretStore")
+        ref = store["spec"]["provider"]["gcpsm"]["auth"]["workloadIdentity"]["serviceAccountRef"]
+        assert ref == {"name": layers.ESO_KSA, "namespace": layers.ESO_NS}

@@ -56,6 +56,7 @@ MONITORING_NS = "monitoring"
 DEMOS_NS = "demos"
 DEMO_TENANTS = ("demo-tenant-a", "demo-tenant-b")
 ESO_NS = "external-secrets"
+ESO_KSA = "external-secrets"  # bound to the ESO GSA by the substrate (Workload Identity)
 
 GATEWAY_NAME = "inference-gateway"
 POOL_NAME = "raw-vllm"
@@ -236,6 +237,11 @@ def _meta(
         meta["namespace"] = namespace
     meta["labels"] = _labels(cfg, layer, **labels)
     return meta
+
+
+def eso_service_account(cfg: EnvConfig) -> str:
+    """The GSA the substrate creates for ESO (tofu/modules/gke/iam.tf: ``<env>-eso-sa``)."""
+    return f"{cfg.name}-eso-sa@{cfg.cluster.project_id}.iam.gserviceaccount.com"
 
 
 def served_model_name(cfg: EnvConfig) -> str:
@@ -445,11 +451,9 @@ def platform_layer(cfg: EnvConfig, pins: Pins) -> LayerBuild:
         {
             "installCRDs": True,
             "serviceAccount": {
-                "name": "external-secrets",
+                "name": ESO_KSA,
                 # GKE Workload Identity: this KSA acts as the GSA the substrate grants secretAccessor.
-                "annotations": {
-                    "iam.gke.io/gcp-service-account": f"external-secrets@{project}.iam.gserviceaccount.com"
-                },
+                "annotations": {"iam.gke.io/gcp-service-account": eso_service_account(cfg)},
             },
         },
     )
@@ -492,7 +496,7 @@ def platform_layer(cfg: EnvConfig, pins: Pins) -> LayerBuild:
                                 "clusterProjectID": project,
                                 "clusterName": cfg.cluster.name,
                                 "clusterLocation": cfg.cluster.location,
-                                "serviceAccountRef": {"name": "external-secrets", "namespace": ESO_NS},
+                                "serviceAccountRef": {"name": ESO_KSA, "namespace": ESO_NS},
                             }
                         },
                     }
