@@ -208,5 +208,9 @@ def repo_copy(tmp_path: Path) -> Path:
     shutil.copy2(REPO / "pyproject.toml", dest / "pyproject.toml")
     for name in ("environments", "modelcars", "clusters", "tofu"):
         if (REPO / name).is_dir():
-            shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns(".terraform", "*.tfplan"))
+            shutil.copytree(
+                REPO / name,
+                dest / name,
+                ignore=shutil.ignore_patterns(".terraform", "*.tfplan", ".*.tmp", ".*.old-*"),
+            )
     return dest
