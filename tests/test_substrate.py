@@ -313,7 +313,7 @@ def test_broken_root_reports_the_tools_error_and_writes_nothing(
     use_root(repo, "dev", "broken")
     result = plan(deliver, repo, binary)
     assert result.code == 1
-    assert "`plan` failed (exit 1)" in result.err
+    assert "`validate` failed (exit 1)" in result.err
     assert "Reference to undeclared resource" in result.err
     assert result.err.count("error:") == 1
     assert not (repo / "out" / "tofu" / "dev").exists()

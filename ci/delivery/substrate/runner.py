@@ -1,7 +1,7 @@
 """Plan and apply an environment's root: the same steps on a laptop, in CI and in Dagger.
 
 ``plan``: policy (HCL) → ``fmt -check`` → ``init`` (``-lockfile=readonly`` once a lock exists) →
-``plan -out -detailed-exitcode`` → ``show -json`` → a summary. The plan, its inputs and
+``validate`` → ``plan -out -detailed-exitcode`` → ``show -json`` → a summary. The plan, its inputs and
 ``plan.json`` (summary + binding: env, root, sha256 of the plan, tool, fingerprint of the sources)
 are written together into one directory, atomically.
 
@@ -150,6 +150,13 @@ def init(tool: Tool, prepared: Prepared, reporter: ProgressReporter) -> None:
         )
 
 
+def validate(tool: Tool, prepared: Prepared) -> None:
+    """``validate``: the root and its modules are consistent (needs the providers from init)."""
+    result = tool.run(["validate", "-no-color"], prepared.root)
+    if result.code != 0:
+        raise _failed("validate", result, "fix the root or its modules, then plan again", prepared.root_rel)
+
+
 def show_json(tool: Tool, prepared: Prepared, plan_file: Path) -> dict[str, Any]:
     """``show -json PLAN`` parsed."""
     result = tool.run(["show", "-json", "-no-color", str(plan_file)], prepared.root)
@@ -199,6 +206,8 @@ def plan(
     reporter.line("fmt: ok")
     init(tool, prepared, reporter)
     reporter.line(f"init: ok ({tool.label}, backend {prepared.module.backend or 'local'})")
+    validate(tool, prepared)
+    reporter.line("validate: ok")
     with atomic_directory(out_dir) as tmp:
         vars_file, plan_file = tmp / INPUTS_FILE, tmp / PLAN_FILE
         atomic_write_text(vars_file, json.dumps(prepared.variables, indent=2, sort_keys=True) + "\n")
