@@ -20,6 +20,7 @@ import pytest
 
 from conftest import REPO, Result, find_tool
 from delivery import yamlio
+from delivery.errors import ToolError
 from delivery.substrate import inputs, runner
 from delivery.substrate.tool import Tool, identify
 from delivery.substrate.tool import find_tool as find_substrate_tool
@@ -426,3 +427,25 @@ def test_gcs_backend_bucket_and_prefix_come_from_config(repo: Path) -> None:
         "-backend-config=prefix=llm-platform/staging",
     ]
     assert inputs.backend_config(cfg, "local") == []
+
+
+def test_auto_detection_prefers_tofu_and_falls_back_to_terraform(
+    binary: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for var in ("XDG_CACHE_HOME", "GOPATH"):
+        monkeypatch.setenv(var, str(tmp_path / "empty"))
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.delenv("DELIVER_TOFU", raising=False)
+    real = identify(binary)
+    (bin_dir / "terraform").symlink_to(binary)
+    assert find_substrate_tool(repo=tmp_path).path == str(bin_dir / "terraform")
+    (bin_dir / "tofu").symlink_to(binary)
+    found = find_substrate_tool(repo=tmp_path)
+    assert found.path == str(bin_dir / "tofu")
+    assert found.kind == real.kind  # told apart by `version`, not by the file name
+    (bin_dir / "tofu").unlink()
+    (bin_dir / "terraform").unlink()
+    with pytest.raises(ToolError, match="neither tofu nor terraform was found"):
+        find_substrate_tool(repo=tmp_path)
