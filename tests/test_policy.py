@@ -325,3 +325,14 @@ def test_old_inference_pool_api(repo_copy: Path) -> None:
     ]
     assert "uses the retired alpha API inference.networking.x-k8s.io/v1alpha2" in got[0].message
     assert "use inference.networking.k8s.io" in got[1].message
+
+
+def test_scale_to_zero_without_a_wake_up_signal(repo_copy: Path) -> None:
+    rel = "clusters/prod/layers/components/serving/raw-vllm/scaledobject-serving-raw-vllm.yaml"
+    text = (repo_copy / rel).read_text()
+    (repo_copy / rel).write_text(text[: text.index("    - type: prometheus\n      name: gateway-requests")])
+    (f,) = only(repo_copy, "prod", "scale-from-zero")
+    assert f.resource == "ScaledObject/serving/raw-vllm" and f.path == "/spec/triggers"
+    assert "every trigger reads a metric of the scaled pods (vllm:*, cpu, memory)" in f.message
+    edit(repo_copy, rel, "minReplicaCount: 0", "minReplicaCount: 1")
+    assert only(repo_copy, "prod", "scale-from-zero") == []

@@ -19,6 +19,7 @@ rule has an id (the Finding's ``check``) and names the file, the resource, the J
 - ``repo-branch``: the platform repo's own sources use the env's repoURL, repoBranch and directory.
 - ``inference-api``: InferencePools use the GA group inference.networking.k8s.io (not x-k8s.io).
 - ``route-pool-namespace``: an HTTPRoute reaches an InferencePool only in its own namespace.
+- ``scale-from-zero``: a ScaledObject that may reach 0 replicas has a trigger that exists at 0.
 """
 
 from __future__ import annotations
@@ -158,6 +159,39 @@ def check_images(m: Manifest) -> list[Finding]:
                 )
             )
     return found
+
+
+def check_scale_from_zero(m: Manifest) -> list[Finding]:
+    """``scale-from-zero``: a ScaledObject allowed to reach 0 needs a trigger that exists at 0 replicas.
+
+    Metrics of the scaled pods themselves (``vllm:*``, cpu, memory) vanish with the last replica, so
+    they can never activate the workload again; a gateway, queue or router signal can.
+    """
+    if m.kind != "ScaledObject":
+        return []
+    spec = m.doc.get("spec") or {}
+    if int(spec.get("minReplicaCount", 0) or 0) > 0:
+        return []
+    triggers = spec.get("triggers") or []
+
+    def survives_zero(trigger: Any) -> bool:
+        if not isinstance(trigger, dict) or trigger.get("type") in ("cpu", "memory"):
+            return False
+        query = str((trigger.get("metadata") or {}).get("query", ""))
+        return not re.search(r"\bvllm:", query)
+
+    if any(survives_zero(t) for t in triggers):
+        return []
+    return [
+        _finding(
+            m,
+            "scale-from-zero",
+            "minReplicaCount is 0 but every trigger reads a metric of the scaled pods (vllm:*, cpu, "
+            "memory), which does not exist at zero replicas, so the workload could never wake up; add a "
+            "trigger on an upstream signal (e.g. agentgateway_requests_total) or set minReplicaCount: 1",
+            ("spec", "triggers"),
+        )
+    ]
 
 
 def check_cloud_kinds(m: Manifest) -> list[Finding]:
@@ -599,6 +633,7 @@ def check_policies(repo: Path, cfg: EnvConfig, manifests: list[Manifest]) -> lis
     findings: list[Finding] = []
     for m in everything:
         findings.extend(check_images(m))
+        findings.extend(check_scale_from_zero(m))
         findings.extend(check_cloud_kinds(m))
         findings.extend(check_secret_data(m))
         findings.extend(check_inference_api(m))
