@@ -165,6 +165,7 @@ def test_kubernetes_and_helm_are_caught(repo_copy: Path, where: str, snippet: st
     target.write_text(snippet)
     found = problems_of(repo_copy)
     assert len(found) == 1 and expected in found[0], found
+    assert found[0].startswith(f"{target.relative_to(repo_copy)}:")
     assert "Argo CD" in found[0]
 
 
@@ -212,7 +213,9 @@ def test_substrate_check_wants_a_gcs_backend_and_formatted_files(
     edit(repo_copy / MODULE / "registry.tf", '  format        = "DOCKER"', 'format = "DOCKER"')
     result = check(repo_copy)
     assert result.code == 1
-    assert "root has backend 'local', not an empty backend \"gcs\" {}" in result.err
+    assert (
+        "tofu/envs/prod/main.tf:11: root has backend 'local', not an empty backend \"gcs\" {}" in result.err
+    )
     assert "llm-platform-prod-tofu-state" in result.err
     assert "tofu/modules/gke/registry.tf: not formatted" in result.err
 

@@ -12,6 +12,7 @@ from delivery import console
 from delivery.cli import env_option, json_option, resolved_repo
 from delivery.errors import DeliveryError, Problem
 from delivery.substrate import inputs, policy, runner
+from delivery.substrate.hcl import located
 from delivery.substrate.tool import BINARY_ENV_VAR, find_tool
 
 binary_option = click.option(
@@ -114,7 +115,9 @@ def substrate_check_cmd(ctx: click.Context, env: str | None, binary: str | None,
             if prepared.module.backend != "gcs":
                 problems.append(
                     Problem(
-                        prepared.module.backend_where or prepared.root_rel,
+                        located(*prepared.module.backend_at, repo)
+                        if prepared.module.backend_at
+                        else prepared.root_rel,
                         f"root has backend {prepared.module.backend or 'none'!r}, "
                         'not an empty backend "gcs" {}',
                         f'declare backend "gcs" {{}}: bucket {inputs.state_bucket(prepared.cfg)} and prefix '

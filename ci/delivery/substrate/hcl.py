@@ -42,8 +42,14 @@ class Block:
         return ".".join((self.kind, *self.labels))
 
     def where(self, repo: Path | None = None) -> str:
-        shown = self.file.relative_to(repo) if repo and self.file.is_relative_to(repo) else self.file
-        return f"{shown}:{self.line}"
+        return located(self.file, self.line, repo)
+
+
+def located(file: Path, line: int, repo: Path | None = None) -> str:
+    """``file:line``, the file shown relative to ``repo`` when it is inside it."""
+    repo = repo.resolve() if repo else None
+    shown = file.relative_to(repo) if repo and file.is_relative_to(repo) else file
+    return f"{shown}:{line}"
 
 
 @dataclass
@@ -53,8 +59,8 @@ class Module:
     path: Path
     blocks: list[Block] = field(default_factory=list)
     backend: str | None = None
-    backend_where: str = ""
-    required_providers: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (source, where)
+    backend_at: tuple[Path, int] | None = None
+    required_providers: dict[str, tuple[str, Path, int]] = field(default_factory=dict)  # name: source, at
     children: dict[str, Module] = field(default_factory=dict)
 
     def of_kind(self, kind: str) -> list[Block]:
@@ -125,11 +131,11 @@ def load_module(path: Path, *, _seen: frozenset[Path] = frozenset()) -> Module:
             for backend in settings.get("backend", []):
                 for name in backend:
                     module.backend = name
-                    module.backend_where = f"{file}:{_line(text, 'backend', (name,))}"
+                    module.backend_at = (file, _line(text, "backend", (name,)))
             for req in settings.get("required_providers", []):
                 for name, spec in req.items():
                     source = spec.get("source", name) if isinstance(spec, dict) else name
-                    module.required_providers[name] = (str(source), f"{file}:{_line(text, name, ())}")
+                    module.required_providers[name] = (str(source), file, _line(text, name, ()))
     for call in module.of_kind("module"):
         source = str(call.body.get("source", ""))
         if source.startswith(("./", "../")):

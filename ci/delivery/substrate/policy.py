@@ -19,7 +19,7 @@ from typing import Any
 
 from delivery.errors import Problem
 from delivery.substrate import inputs
-from delivery.substrate.hcl import Block, Module, load_module, nested, problem
+from delivery.substrate.hcl import Block, Module, load_module, located, nested, problem
 
 GPU_TAINT_KEY = "nvidia.com/gpu"
 IN_CLUSTER_PROVIDERS = ("kubernetes", "helm", "kubectl")
@@ -130,12 +130,11 @@ def no_in_cluster_providers(module: Module, repo: Path | None) -> list[Problem]:
     """No kubernetes/helm/kubectl providers or resources: Argo CD owns everything in the cluster."""
     found = []
     fix = "move in-cluster objects to clusters/<env>/layers (Argo CD), keep tofu to cloud resources"
-    for name, (source, where) in module.required_providers.items():
+    for name, (source, file, line) in module.required_providers.items():
         short = source.rsplit("/", 1)[-1]
         if name in IN_CLUSTER_PROVIDERS or short in IN_CLUSTER_PROVIDERS:
-            found.append(
-                Problem(where, f"required provider {name} ({source}) manages objects in the cluster", fix)
-            )
+            what = f"required provider {name} ({source}) manages objects in the cluster"
+            found.append(Problem(located(file, line, repo), what, fix))
     for block in module.of_kind("provider"):
         if block.labels[0] in IN_CLUSTER_PROVIDERS:
             found.append(problem(block, "in-cluster provider configured", fix, repo))

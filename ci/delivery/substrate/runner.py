@@ -113,11 +113,11 @@ def check_format(tool: Tool, prepared: Prepared) -> None:
         result = tool.run(["fmt", "-check", "-list=true", "-no-color"], module.path)
         if result.code not in (0, 3):
             raise _failed("fmt -check", result, "fix the HCL syntax", _rel(prepared.repo, module.path))
-        unformatted += [
-            _rel(prepared.repo, module.path / line.strip())
-            for line in result.stdout.splitlines()
-            if line.strip()
-        ]
+        listed = (module.path / line.strip() for line in result.stdout.splitlines() if line.strip())
+        found = [_rel(prepared.repo, f) for f in listed if f.is_file()]  # skip any warning text
+        if result.code == 3 and not found:
+            raise _failed("fmt -check", result, "run fmt on the module", _rel(prepared.repo, module.path))
+        unformatted += found
     if unformatted:
         raise ValidationFailed.of(
             Problem(f, "not formatted", f"run: {tool.kind} fmt {Path(f).parent}") for f in sorted(unformatted)
