@@ -449,3 +449,16 @@ def test_auto_detection_prefers_tofu_and_falls_back_to_terraform(
     (bin_dir / "terraform").unlink()
     with pytest.raises(ToolError, match="neither tofu nor terraform was found"):
         find_substrate_tool(repo=tmp_path)
+
+
+def test_the_plan_carries_the_lock_file_and_apply_uses_it(deliver: Deliver, repo: Path, binary: str) -> None:
+    lock = inputs.root_dir(repo, "dev") / ".terraform.lock.hcl"
+    text = "# This file is maintained automatically by init.\n# Manual edits may be lost.\n"
+    lock.write_text(text)  # no providers to lock: the built-in one needs none
+    assert plan(deliver, repo, binary).code == 0
+    assert (repo / "out" / "tofu" / "dev" / ".terraform.lock.hcl").read_text() == text
+    lock.unlink()  # e.g. the apply runs in a fresh container, or the lock was never committed
+    result = apply(deliver, repo, binary)
+    assert result.code == 0, result.err
+    assert lock.read_text() == text and "using the plan's .terraform.lock.hcl" in result.err
+    assert plan(deliver, repo, binary).code == 0  # re-planning into the same directory is fine

@@ -23,7 +23,7 @@ from typing import Any
 from delivery import config as envconfig
 from delivery.console import ProgressReporter
 from delivery.errors import DeliveryError, Problem, ToolError, UsageError, ValidationFailed, raise_if
-from delivery.fsutil import atomic_directory, atomic_write_text
+from delivery.fsutil import atomic_directory, atomic_write_bytes, atomic_write_text
 from delivery.substrate import inputs, policy
 from delivery.substrate.hcl import Module
 from delivery.substrate.summary import PlanSummary, summarize
@@ -32,9 +32,9 @@ from delivery.substrate.tool import Result, Tool
 PLAN_FILE = "plan.tfplan"
 SIDECAR_FILE = "plan.json"
 INPUTS_FILE = "inputs.tfvars.json"
-OUT_FILES = {PLAN_FILE, SIDECAR_FILE, INPUTS_FILE}
 SIDECAR_FORMAT = 1
 LOCK_FILE = ".terraform.lock.hcl"
+OUT_FILES = {PLAN_FILE, SIDECAR_FILE, INPUTS_FILE, LOCK_FILE}
 STALE_MARKERS = ("Saved plan is stale", "plan file can no longer be applied")
 
 
@@ -242,6 +242,8 @@ def plan(
             "summary": summary.as_dict(),
         }
         atomic_write_text(tmp / SIDECAR_FILE, json.dumps(binding, indent=2, sort_keys=True) + "\n")
+        if (prepared.root / LOCK_FILE).is_file():  # the providers this plan was made with
+            atomic_write_bytes(tmp / LOCK_FILE, (prepared.root / LOCK_FILE).read_bytes())
     reporter.line(f"plan: saved {_rel(repo, out_dir / PLAN_FILE)}")
     return PlanOutcome(env, prepared.root_rel, out_dir / PLAN_FILE, summary, binding)
 
@@ -374,6 +376,10 @@ def apply(
     plan_file = plan_file.resolve()
     verify_binding(plan_file, prepared, tool)
     reporter.line("plan: bound to this env, root and sources; unchanged since saved")
+    planned_lock, root_lock = plan_file.with_name(LOCK_FILE), prepared.root / LOCK_FILE
+    if planned_lock.is_file() and not root_lock.is_file():
+        atomic_write_bytes(root_lock, planned_lock.read_bytes())  # same providers as the plan
+        reporter.line(f"init: using the plan's {LOCK_FILE} for {prepared.root_rel}: commit it")
     init(tool, prepared, reporter)
     plan_json = show_json(tool, prepared, plan_file)
     _check_plan_inputs(plan_json, prepared, str(plan_file))
