@@ -430,18 +430,41 @@ def _node_shape(machine_type: str) -> tuple[int, int]:
 
 # --------------------------------------------------------------------------- platform
 
+APPLICATION_HEALTH_LUA = """hs = {}
+hs.status = "Progressing"
+hs.message = ""
+if obj.status ~= nil and obj.status.health ~= nil then
+  hs.status = obj.status.health.status
+  if obj.status.health.message ~= nil then
+    hs.message = obj.status.health.message
+  end
+end
+return hs
+"""
+
 
 def platform_layer(cfg: EnvConfig, pins: Pins) -> LayerBuild:
     """Argo CD, cert-manager, ESO + secret store, Gateway API/GIE CRDs, Kueue, KEDA, monitoring, DCGM."""
     b = LayerBuild(cfg, "platform", [], {})
     project = cfg.cluster.project_id
-    b.helm_app(
+    argocd = b.helm_app(
         "argo-cd",
         pins.chart("argo-cd"),
         ARGOCD_NAMESPACE,
         -3,
-        {"global": {"domain": f"argocd.{cfg.domain}"}, "configs": {"params": {"server.insecure": True}}},
+        {
+            "global": {"domain": f"argocd.{cfg.domain}"},
+            "configs": {
+                "params": {"server.insecure": True},
+                # Applications report their health again, so sync waves wait for the previous wave's
+                # Applications (root -> layers -> components) to be Healthy, not merely applied
+                "cm": {"resource.customizations.health.argoproj.io_Application": APPLICATION_HEALTH_LUA},
+            },
+        },
+        release="argocd",  # the release the bootstrap `helm install argocd` created: adopt it
     )
+    # Argo CD manages itself: deleting this Application must not cascade into deleting Argo CD
+    del argocd["metadata"]["finalizers"]
     b.helm_app("cert-manager", pins.chart("cert-manager"), "cert-manager", -3, {"crds": {"enabled": True}})
     b.helm_app(
         "external-secrets",
