@@ -457,7 +457,7 @@ def build_crds(dest: Path, sources: Mapping[str, bytes]) -> tuple[Index, Index]:
 
 
 def _kind_name(schema: Mapping[str, Any], kind_lower: str) -> str:
-    """The kind's CamelCase name from a catalog schema (its ``kind`` enum), else the file's lower-case name."""
+    """The kind's CamelCase name from a catalog schema (its ``kind`` enum), else the file's name."""
     kind_prop = (schema.get("properties") or {}).get("kind") or {}
     enum = kind_prop.get("enum")
     if isinstance(enum, list) and enum and isinstance(enum[0], str):
