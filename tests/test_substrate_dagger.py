@@ -126,3 +126,10 @@ def test_the_cli_accepts_exactly_the_arguments_the_module_passes() -> None:
     assert parsed["apply"]["plan_file"] == Path("/plan/plan.tfplan")
     assert parsed["apply"]["approve_delete"] == ("a.b",) and parsed["apply"]["as_json"] is True
     cli._json_mode["on"] = False  # parsing --json flipped the CLI's process-wide JSON mode
+
+
+def test_substrate_check_needs_no_credentials() -> None:
+    ctr = substrate.check(dagger.dag.directory(), "prod")
+    assert execs(ctr)[-1] == ["deliver", "--repo", "/repo", "substrate-check", "--json", "--env", "prod"]
+    assert not [a for n, a in steps(ctr) if n == "withMountedSecret"]
+    assert [a["path"] for n, a in steps(ctr) if n == "withFile"] == ["/usr/local/bin/tofu"]

@@ -97,6 +97,14 @@ class LlmPlatform:
         """report.json and junit.xml (one testcase per resource) of the validation, pass or fail."""
         return validation.report(self.source, env, schemas, sources)
 
+    @function
+    async def substrate_check(
+        self,
+        env: Annotated[str, Doc("Check only this environment's root (default: all)")] = "",
+    ) -> str:
+        """Check the OpenTofu roots offline: inputs from config, GCS backend, HCL policy, fmt."""
+        return await substrate.check(self.source, env).stdout()
+
     @function(cache="never")
     def tofu_plan(
         self,

@@ -21,18 +21,27 @@ CREDENTIALS_PATH = "/run/secrets/gcp-credentials.json"
 PLAN_DIR = "/plan"
 
 
-def tofu_toolbox(source: dagger.Directory, credentials: dagger.Secret) -> dagger.Container:
+def tofu_toolbox(source: dagger.Directory, credentials: dagger.Secret | None) -> dagger.Container:
     """Toolbox + tofu (copied from the pinned minimal image) + provider cache + GCP credentials."""
     tofu = dag.container().from_(images.OPENTOFU).file(TOFU_PATH)
-    return (
+    ctr = (
         toolbox(source)
         .with_file(TOFU_PATH, tofu, permissions=0o755)
         .with_mounted_cache(PLUGIN_CACHE, dag.cache_volume("llm-platform-tofu-plugins"))
         .with_env_variable("TF_PLUGIN_CACHE_DIR", PLUGIN_CACHE)
         .with_env_variable("DELIVER_TOFU", TOFU_PATH)
-        .with_mounted_secret(CREDENTIALS_PATH, credentials)
-        .with_env_variable("GOOGLE_APPLICATION_CREDENTIALS", CREDENTIALS_PATH)
     )
+    if credentials is None:
+        return ctr
+    return ctr.with_mounted_secret(CREDENTIALS_PATH, credentials).with_env_variable(
+        "GOOGLE_APPLICATION_CREDENTIALS", CREDENTIALS_PATH
+    )
+
+
+def check(source: dagger.Directory, env: str) -> dagger.Container:
+    """`deliver substrate-check [--env ENV] --json`: offline policy + fmt, no credentials needed."""
+    args = ["substrate-check", "--json"] + (["--env", env] if env else [])
+    return deliver(tofu_toolbox(source, None), *args)
 
 
 def _fresh(ctr: dagger.Container) -> dagger.Container:
