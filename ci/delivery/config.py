@@ -9,13 +9,15 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from delivery import yamlio
 from delivery.errors import ConfigError, Problem, UsageError, raise_if
 from delivery.paths import env_config_path, environments_dir, modelcars_dir
+
+M = TypeVar("M", bound=BaseModel)
 
 Profile = Literal["platform", "serving", "llm-gateway", "full"]
 
@@ -161,15 +163,17 @@ _YAML_TYPE = {
 }
 
 
-def _describe(err: Any) -> tuple[str, str]:
-    """(what, fix) for one pydantic error."""
+def _describe(err: Any, docs: str) -> tuple[str, str]:
+    """(what, fix) for one pydantic error; ``docs`` says where the format is documented."""
     kind = err["type"]
     ctx = err.get("ctx") or {}
     got = err.get("input")
     if kind == "extra_forbidden":
-        return "unknown key", "remove it or fix its spelling (see README: environment config)"
+        return "unknown key", f"remove it or fix its spelling (see {docs})"
     if kind == "missing":
-        return "required key is missing", "add it (see environments/dev/config.yaml for an example)"
+        return "required key is missing", f"add it (see {docs})"
+    if kind == "value_error":
+        return str(err["msg"]).removeprefix("Value error, "), f"fix the value (see {docs})"
     if kind == "literal_error":
         return f"got {got!r}, expected one of {ctx.get('expected')}", "use one of the allowed values"
     if kind == "string_pattern_mismatch":
@@ -182,13 +186,13 @@ def _describe(err: Any) -> tuple[str, str]:
     return f"{err['msg']} (got {got!r})", "fix the value"
 
 
-def _validation_problems(path: Path, data: Any, exc: ValidationError) -> list[Problem]:
+def _validation_problems(path: Path, data: Any, exc: ValidationError, docs: str) -> list[Problem]:
     problems = []
     for err in exc.errors():
         loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
         keypath = ".".join(str(p) for p in loc) or "(top level)"
         line = yamlio.line_of(data, loc)
-        what, fix = _describe(err)
+        what, fix = _describe(err, docs)
         where = f"{path}:{line}" if line else str(path)
         problems.append(Problem(where, f"{keypath}: {what}", fix))
     return problems
@@ -248,17 +252,30 @@ def _check_env_name(repo: Path, env: str) -> Path:
     return path
 
 
+def load_typed(path: Path, shown: Path, model: type[M], *, docs: str) -> tuple[M, Any]:
+    """Load a YAML file into a strict pydantic model: the project's one typed-document loader.
+
+    Returns the model and the round-trip data (for line numbers). Raises ConfigError listing every
+    problem of the file at once, each as ``file:line: key.path: what`` with a fix pointing at ``docs``.
+    """
+    data = yamlio.load_file(path, shown)
+    if not isinstance(data, dict):
+        raise ConfigError("expected a mapping at the top level", where=str(shown), fix=f"see {docs}")
+    try:
+        return model.model_validate(yamlio.plain(data)), data
+    except ValidationError as exc:
+        raise ConfigError.of(_validation_problems(shown, data, exc, docs)) from None
+
+
 def load_env(repo: Path, env: str) -> EnvConfig:
     """Load and validate one environment's config; raises ConfigError listing every problem."""
     path = _check_env_name(repo, env)
-    shown = path.relative_to(repo)
-    data = yamlio.load_file(path, shown)
-    if not isinstance(data, dict):
-        raise ConfigError("expected a mapping at the top level", where=str(shown), fix="see environments/dev")
-    try:
-        cfg = EnvConfig.model_validate(yamlio.plain(data))
-    except ValidationError as exc:
-        raise ConfigError.of(_validation_problems(shown, data, exc)) from None
+    cfg, _ = load_typed(
+        path,
+        path.relative_to(repo),
+        EnvConfig,
+        docs="README: Environment config, and environments/dev/config.yaml",
+    )
     cfg._name = env
     cfg._path = path.relative_to(repo)
     raise_if(_semantic_problems(cfg), ConfigError)

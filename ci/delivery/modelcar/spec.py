@@ -23,10 +23,10 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from delivery import yamlio
-from delivery.config import _validation_problems
+from delivery.config import load_typed
 from delivery.errors import ConfigError, Problem, UsageError, raise_if
 from delivery.oci.blobs import is_digest
 from delivery.oci.reference import ImageRef, is_repository_name
@@ -182,31 +182,11 @@ def load_spec(repo: Path, name: str) -> ModelcarSpec:
             fix="pass one of the known names, or add modelcars/<name>.yaml",
         )
     shown = path.relative_to(repo)
-    data = yamlio.load_file(path, shown)
-    if not isinstance(data, dict):
-        raise ConfigError(
-            "expected a mapping at the top level", where=str(shown), fix="see modelcars/README in README.md"
-        )
-    try:
-        spec = ModelcarSpec.model_validate(yamlio.plain(data))
-    except ValidationError as exc:
-        problems = _validation_problems(shown, data, exc)
-        raise ConfigError.of(_reword(problems)) from None
+    spec, data = load_typed(path, shown, ModelcarSpec, docs="README: Modelcars, the spec table")
     spec._name = name
     spec._path = shown
     raise_if(_semantic_problems(spec, data), ConfigError)
     return spec
-
-
-def _reword(problems: list[Problem]) -> list[Problem]:
-    """Point the generic 'fix the value' at the spec's own docs."""
-    out = []
-    for p in problems:
-        fix = p.fix
-        if "environment config" in fix or "environments/dev" in fix:
-            fix = "see the modelcar spec format in README.md (modelcars)"
-        out.append(Problem(p.where, p.what.replace("Value error, ", ""), fix))
-    return out
 
 
 def _semantic_problems(spec: ModelcarSpec, data: Any) -> list[Problem]:
