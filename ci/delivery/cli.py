@@ -6,6 +6,7 @@ Each step lives in its own module and registers its commands here. Errors are pr
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -47,7 +48,36 @@ def env_option(required: bool = True) -> Callable[[F], F]:
     )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A group whose step commands are imported on first use, so a command loads only its own step."""
+
+    def __init__(self, *args: Any, lazy: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            module, _, attr = self.lazy[cmd_name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attr), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+# Each step's commands live in the step's own module: name -> "module:attribute".
+STEP_COMMANDS = {
+    "modelcar": "delivery.modelcar.cli:modelcar_group",
+    "plan": "delivery.substrate.commands:plan_cmd",
+    "apply": "delivery.substrate.commands:apply_cmd",
+    "substrate-check": "delivery.substrate.commands:substrate_check_cmd",
+    "schemas": "delivery.validate_commands:schemas_cmd",
+    "validate": "delivery.validate_commands:validate_cmd",
+    "layers": "delivery.layers_cli:layers_group",
+}
+
+
+@click.group(cls=LazyGroup, lazy=STEP_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--repo",
     type=click.Path(file_okay=False, path_type=Path),
@@ -136,25 +166,6 @@ def root_cmd(ctx: click.Context, env: str, profile: str | None, write: bool, che
         click.echo(f"wrote {target.relative_to(repo)}")
     else:
         click.echo(text, nl=False)
-
-
-from delivery.substrate import commands as substrate_commands  # noqa: E402
-
-for _command in substrate_commands.COMMANDS:  # plan, apply, substrate-check
-    main_group.add_command(_command)
-
-from delivery.modelcar import cli as modelcar_cli  # noqa: E402
-
-main_group.add_command(modelcar_cli.modelcar_group)
-
-from delivery import validate_commands  # noqa: E402
-
-for _command in validate_commands.COMMANDS:  # schemas, validate
-    main_group.add_command(_command)
-
-from delivery.layers_cli import layers_group  # noqa: E402
-
-main_group.add_command(layers_group)
 
 
 @main_group.command("demo")

@@ -13,17 +13,10 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+if TYPE_CHECKING:  # rich is imported only when a live bar is shown (fast start-up otherwise)
+    from rich.progress import Progress, TaskID
 
 
 def is_interactive(stream: TextIO = sys.stderr) -> bool:
@@ -79,6 +72,15 @@ class ProgressReporter:
         self._quiet = quiet
         self._rich: Progress | None = None
         if not quiet and is_interactive(self._stream):
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
             self._rich = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
