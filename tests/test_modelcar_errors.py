@@ -209,17 +209,41 @@ def broken_registry() -> Iterator[str]:
 
 
 def test_registry_500_fails_cleanly_after_retries(
-    deliver: Any, repo_copy: Path, busybox_base: BaseLayout, broken_registry: str, tmp_path: Path
+    deliver: Any,
+    repo_copy: Path,
+    busybox_base: BaseLayout,
+    broken_registry: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     write_spec(repo_copy, "tiny", busybox_base.spec_ref, layerThreshold=1 << 20)
     point_env_at(repo_copy, "dev", broken_registry)
+    monkeypatch.setenv("DELIVER_REGISTRY_RETRIES", "2")
+    monkeypatch.setenv("DELIVER_REGISTRY_BACKOFF", "0.01")  # the documented knob: no 20 s of backoff
     result = deliver(
         "modelcar", "publish", "tiny", "--env", "dev", "--source", str(small_model(tmp_path / "m")),
         "--cache-dir", str(tmp_path / "c"), repo=repo_copy,
     )  # fmt: skip
     assert result.code == 1
     assert "500" in result.err
+    assert "failed after 3 attempts" in result.err  # the retry count came from the environment
     assert "Traceback" not in result.err
+    assert not (repo_copy / "modelcars" / "tiny.lock.yaml").exists()
+
+
+def test_a_bad_retry_setting_is_one_clear_error(
+    deliver: Any, repo_copy: Path, busybox_base: BaseLayout, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_spec(repo_copy, "tiny", busybox_base.spec_ref, layerThreshold=1 << 20)
+    point_env_at(repo_copy, "dev", "127.0.0.1:9")
+    monkeypatch.setenv("DELIVER_REGISTRY_BACKOFF", "soon")
+    result = deliver(
+        "modelcar", "publish", "tiny", "--env", "dev", "--source", str(small_model(tmp_path / "m")),
+        "--cache-dir", str(tmp_path / "c"), repo=repo_copy,
+    )  # fmt: skip
+    assert result.code == 2, result.err
+    assert "DELIVER_REGISTRY_BACKOFF='soon' is not a number of seconds" in result.err
+    assert "fix:" in result.err and "Traceback" not in result.err
     assert not (repo_copy / "modelcars" / "tiny.lock.yaml").exists()
 
 

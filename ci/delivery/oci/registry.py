@@ -8,7 +8,8 @@ Push of one blob: ``HEAD`` (skip when present) -> cross-repo mount when sources 
 (``201`` mounted; ``202`` continues the upload session it opened) -> ``POST`` + one streamed
 ``PUT ?digest=`` (monolithic; what Artifact Registry requires), or one streamed ``PATCH`` then an
 empty ``PUT``. Never several PATCH chunks. 5xx, 429 and broken connections restart the whole blob
-upload (new POST) with exponential backoff and jitter. Manifests go last, by digest then by tag,
+upload (new POST) with exponential backoff and jitter (``DELIVER_REGISTRY_RETRIES`` and
+``DELIVER_REGISTRY_BACKOFF`` override the defaults). Manifests go last, by digest then by tag,
 and the registry's ``Docker-Content-Digest`` must equal the sha256 of our bytes.
 
 Auth: whatever the registry asks for in ``WWW-Authenticate``: Basic, or the Bearer token flow
@@ -23,6 +24,7 @@ import hashlib
 import ipaddress
 import json
 import logging
+import os
 import random
 import re
 import threading
@@ -56,6 +58,10 @@ T = TypeVar("T")
 _TOKEN_MARGIN = 30.0  # seconds: renew a bearer token this long before it expires
 _DEFAULT_TOKEN_LIFETIME = 60.0  # seconds, per the docker token spec when expires_in is absent
 _AUTH_PARAM_RE = re.compile(r'([A-Za-z_][A-Za-z0-9_-]*)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)')
+DEFAULT_RETRIES = 5
+DEFAULT_BACKOFF = 0.5  # seconds before the first retry; doubles per attempt (jittered)
+RETRIES_VAR = "DELIVER_REGISTRY_RETRIES"
+BACKOFF_VAR = "DELIVER_REGISTRY_BACKOFF"
 _LOGIN_FIX = "check the credentials: run `docker login {registry}` or pass --username/--password"
 
 
@@ -150,12 +156,16 @@ class RegistryClient:
         credentials: Credentials | None = None,
         *,
         plain_http: bool | None = None,
-        retries: int = 5,
-        backoff: float = 0.5,
+        retries: int | None = None,
+        backoff: float | None = None,
         max_backoff: float = 30.0,
         timeout: float = 300.0,
         upload_method: UploadMethod = "put",
     ) -> None:
+        if retries is None:
+            retries = int(_env_number(RETRIES_VAR, DEFAULT_RETRIES, integer=True))
+        if backoff is None:
+            backoff = _env_number(BACKOFF_VAR, DEFAULT_BACKOFF)
         if retries < 0:
             raise UsageError("retries must be >= 0", where="RegistryClient")
         self.registry = registry
@@ -871,6 +881,25 @@ def _blob_changed(blob: Blob, what: str) -> SourceError:
         where=getattr(blob, "label", None) or "blob source",
         fix="the source changed after it was hashed: rebuild, then push again",
     )
+
+
+def _env_number(var: str, default: float, *, integer: bool = False) -> float:
+    """A retry setting from the environment (``default`` when unset); a bad value is a UsageError."""
+    raw = os.environ.get(var, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(int(raw)) if integer else float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        kind = "a whole number" if integer else "a number of seconds"
+        raise UsageError(
+            f"{var}={raw!r} is not {kind} >= 0",
+            where=f"environment variable {var}",
+            fix=f"unset it (default {default:g}) or set e.g. {var}={default:g}",
+        )
+    return value
 
 
 def _retry_after(response: httpx.Response) -> float | None:
