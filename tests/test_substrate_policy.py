@@ -16,6 +16,7 @@ import pytest
 
 from conftest import REPO, Result
 from delivery import config as envconfig
+from delivery import yamlio
 from delivery.errors import ConfigError, ValidationFailed
 from delivery.substrate import inputs, policy
 from delivery.substrate.hcl import load_module
@@ -78,6 +79,32 @@ def test_root_variables_are_valued_from_config() -> None:
     assert f"{location}-docker.pkg.dev/{project}/{repository}" == cfg.registry
     assert values["gpu_max_nodes"] == cfg.gpu.max_nodes and values["gpu_spot"] is cfg.gpu.spot
     assert inputs.root_variables(cfg, {"cluster_name"}) == {"cluster_name": cfg.cluster.name}
+
+
+def test_the_layers_read_only_secrets_and_a_service_account_the_module_declares() -> None:
+    # ESO may read only the secrets tofu declares (secretAccessor per secret), through the KSA bound
+    # by Workload Identity: an ExternalSecret naming an undeclared secret would never sync.
+    gke = load_module(REPO / MODULE).variables
+    declared = set(gke["secret_ids"].body["default"])
+    bound_ksa = gke["eso_kubernetes_service_account"].body["default"]
+    for env in ENVS:
+        read: set[str] = set()
+        eso_ksas: set[str] = set()
+        for path in sorted((REPO / "clusters" / env / "layers").rglob("*.yaml")):
+            for doc in yamlio.load_all_file(path):
+                if not isinstance(doc, dict):
+                    continue
+                spec = doc.get("spec") or {}
+                if doc.get("kind") == "ExternalSecret":
+                    assert spec["secretStoreRef"]["name"] == "gcp-secret-manager", path
+                    read |= {d["remoteRef"]["key"] for d in spec.get("data", [])}
+                    read |= {d["extract"]["key"] for d in spec.get("dataFrom", []) if "extract" in d}
+                if doc.get("kind") == "Application" and doc["metadata"]["name"] == "external-secrets":
+                    values = spec["source"]["helm"]["valuesObject"]
+                    eso_ksas.add(f"{spec['destination']['namespace']}/{values['serviceAccount']['name']}")
+        assert read, f"{env}: no ExternalSecret found"
+        assert read <= declared, f"{env}: secrets read but not declared in tofu: {sorted(read - declared)}"
+        assert eso_ksas == {bound_ksa}, env
 
 
 def test_a_registry_that_is_not_artifact_registry_is_a_config_error(repo_copy: Path) -> None:

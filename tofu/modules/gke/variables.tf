@@ -114,7 +114,7 @@ variable "deletion_protection" {
 variable "secret_ids" {
   description = "Secret Manager secrets to declare (never their values: write versions with gcloud)."
   type        = set(string)
-  default     = ["vllm-api-key", "litellm-master-key"]
+  default     = ["vllm-api-key", "litellm-master-key", "litellm-salt-key"]
 }
 
 variable "eso_kubernetes_service_account" {
