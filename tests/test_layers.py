@@ -131,8 +131,12 @@ def test_keda_scales_from_zero_on_a_signal_that_exists_at_zero_replicas() -> Non
     assert "agentgateway_requests_total" in queries["gateway-requests"]  # gateway, not the scaled pods
     deployment = next(d for d in _by_kind(REPO, "prod", "Deployment") if d["metadata"]["name"] == "raw-vllm")
     assert "replicas" not in deployment["spec"]  # KEDA owns it; Argo ignores /spec/replicas
-    text = (REPO / "ci/delivery/layers.py").read_text()
-    assert "this signal exists at\n                    # zero replicas" in text
+    # the rendered manifest says which signal wakes it from zero, in a comment above the object
+    rel = "clusters/prod/layers/components/serving/raw-vllm/scaledobject-serving-raw-vllm.yaml"
+    text = (REPO / rel).read_text()
+    comment = "".join(line[2:] + "\n" for line in text.splitlines() if line.startswith("# "))
+    assert layers.SCALE_FROM_ZERO_NOTE + "\n" in comment
+    assert "at zero replicas" in comment and "agentgateway_requests_total" in comment
 
 
 def test_routing_targets_the_ga_pool_in_its_own_namespace() -> None:
@@ -303,3 +307,39 @@ def test_eso_identity_matches_the_substrate() -> None:
         (store,) = _by_kind(REPO, env, "ClusterSecretStore")
         ref = store["spec"]["provider"]["gcpsm"]["auth"]["workloadIdentity"]["serviceAccountRef"]
         assert ref == {"name": layers.ESO_KSA, "namespace": layers.ESO_NS}
+
+
+def test_unpublished_modelcar_is_a_visible_warning(deliver, repo_copy: Path) -> None:  # type: ignore[no-untyped-def]
+    """The all-zero fallback digest in pins.yaml renders, but every render says it is not published."""
+    res = deliver("layers", "render", "--env", "dev", "--write", repo=repo_copy)
+    assert res.code == 0
+    assert (
+        "warning: modelcar europe-west4-docker.pkg.dev/llm-platform-dev/modelcars/qwen2.5-0.5b-instruct@"
+        f"{layers.UNPUBLISHED} is not published yet (digest from clusters/pins.yaml "
+        "(modelcars.qwen2.5-0.5b-instruct)); run `deliver modelcar publish` to write the lock, then re-render"
+    ) in res.err
+    lock = repo_copy / "modelcars/qwen2.5-0.5b-instruct.lock.yaml"
+    lock.write_text(f"name: qwen2.5-0.5b-instruct\nmanifest: {{digest: 'sha256:{'cd' * 32}'}}\n")
+    res = deliver("layers", "render", "--env", "dev", "--write", repo=repo_copy)
+    assert res.code == 0 and "warning" not in res.err
+
+
+def test_lock_entry_under_an_old_registry_uses_the_envs_registry(repo_copy: Path) -> None:
+    digest = "sha256:" + "ef" * 32
+    lock = repo_copy / "modelcars/qwen2.5-0.5b-instruct.lock.yaml"
+    lock.write_text(
+        f"name: qwen2.5-0.5b-instruct\nmanifest: {{digest: '{digest}'}}\n"
+        f"images:\n  dev: oci://old.example.com/models/qwen2.5-0.5b-instruct@sha256:{'00' * 32}\n"
+    )
+    cfg = envconfig.load_env(repo_copy, "dev")
+    car = layers.modelcar_for(repo_copy, cfg, layers.load_pins(repo_copy))
+    assert car.image == f"{cfg.registry}/qwen2.5-0.5b-instruct@{digest}"
+    assert car.source == "modelcars/qwen2.5-0.5b-instruct.lock.yaml"
+    assert layers.modelcar_warnings(car) == []
+
+
+def test_malformed_lock_is_a_clear_error(deliver, repo_copy: Path) -> None:  # type: ignore[no-untyped-def]
+    (repo_copy / "modelcars/qwen2.5-0.5b-instruct.lock.yaml").write_text("name: qwen2.5-0.5b-instruct\n")
+    res = deliver("layers", "render", "--env", "dev", "--check", repo=repo_copy)
+    assert res.code == 2
+    assert "modelcars/qwen2.5-0.5b-instruct.lock.yaml: lock file is malformed" in res.err

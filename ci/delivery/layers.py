@@ -13,14 +13,13 @@ Layout of ``clusters/<env>/layers/`` (what the root Applications in ``clusters/<
 
 Environment values (project, registry, domain, GPU, branch, repoURL) are typed once in the env's config,
 chart versions and image digests once in ``clusters/pins.yaml``; the modelcar digest comes from the model
-lock ``modelcars/<model>.lock.*`` when it exists. Output is deterministic: the same inputs give the same
+lock ``modelcars/<model>.lock.yaml`` when it exists. Output is deterministic: the same inputs give the same
 bytes, and ``deliver layers render --check`` fails when the committed files differ.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -31,7 +30,9 @@ from delivery import yamlio
 from delivery.config import EnvConfig
 from delivery.errors import ConfigError, Problem
 from delivery.fsutil import atomic_directory
-from delivery.paths import layers_dir, modelcars_dir
+from delivery.modelcar.lock import env_repository, lock_path, read_lock
+from delivery.modelcar.spec import load_spec
+from delivery.paths import layers_dir
 from delivery.profiles import ARGOCD_NAMESPACE, IN_CLUSTER, PART_OF, layers_for
 
 _T = TypeVar("_T")
@@ -148,56 +149,31 @@ class Modelcar:
         return f"oci://{self.image}"
 
 
-def _strings(data: Any) -> Iterator[str]:
-    if isinstance(data, str):
-        yield data
-    elif isinstance(data, dict):
-        for value in data.values():
-            yield from _strings(value)
-    elif isinstance(data, list):
-        for value in data:
-            yield from _strings(value)
-
-
-def _find_digest(data: Any) -> str | None:
-    """The manifest digest of a lock: a top-level ``digest``/``manifestDigest`` (also under ``image``)."""
-    if not isinstance(data, dict):
-        return None
-    for holder in (data, data.get("image"), data.get("manifest")):
-        if isinstance(holder, dict):
-            for key in ("manifestDigest", "digest"):
-                value = holder.get(key)
-                if isinstance(value, str) and DIGEST.match(value):
-                    return value
-    return None
-
-
 def modelcar_for(repo: Path, cfg: EnvConfig, pins: Pins) -> Modelcar:
     """The env's modelcar by digest: from the model lock if present, else ``modelcars`` in pins.yaml.
 
-    A lock names ``oci://<registry>/<repo>@sha256:…`` per environment registry; the one under this env's
-    ``registry`` wins. Without a lock, the digest typed once in clusters/pins.yaml is used.
+    The lock (``deliver modelcar build|publish``) names each env's ``oci://<registry>/<repo>@sha256:…``;
+    this env's entry is used while it is under the env's current ``registry``, else the lock's manifest
+    digest under that registry (the digest is the same everywhere). Without a lock, the digest typed
+    once in clusters/pins.yaml is used (the all-zero digest: never published, see modelcar_warnings).
     """
     model = cfg.serving.model
-    spec_path = modelcars_dir(repo) / f"{model}.yaml"
-    spec = yamlio.plain(yamlio.load_file(spec_path, spec_path.relative_to(repo)))
-    repository = spec.get("repository", model) if isinstance(spec, dict) else model
-    prefix = f"{cfg.registry}/{repository}@"
-    for suffix in (".lock.yaml", ".lock.yml", ".lock.json"):
-        lock_path = modelcars_dir(repo) / f"{model}{suffix}"
-        if not lock_path.is_file():
-            continue
-        shown = lock_path.relative_to(repo)
-        lock = yamlio.plain(yamlio.load_file(lock_path, shown))
-        images = lock.get("images") if isinstance(lock, dict) else None
-        mine = images.get(cfg.name) if isinstance(images, dict) else None
-        for text in [mine] if isinstance(mine, str) else _strings(lock):
-            m = OCI_DIGEST_REF.match(text)
-            if m and m.group("ref").startswith(prefix):
-                return Modelcar(m.group("ref"), str(shown))
-        digest = _find_digest(lock)
-        if digest:
-            return Modelcar(prefix + digest, str(shown))
+    spec = load_spec(repo, model)
+    image_repo = env_repository(cfg.registry, spec.repository)
+    prefix = f"{image_repo}@"
+    lock = read_lock(repo, model)
+    if lock is not None:
+        shown = str(lock_path(repo, model).relative_to(repo))
+        mine = OCI_DIGEST_REF.match(lock.images.get(cfg.name, ""))
+        if mine and mine.group("ref").startswith(prefix):
+            return Modelcar(mine.group("ref"), shown)
+        if DIGEST.match(lock.digest):
+            return Modelcar(prefix + lock.digest, shown)
+        raise ConfigError(
+            f"lock of modelcar {model!r} has no sha256 manifest digest (got {lock.digest!r})",
+            where=shown,
+            fix=f"run: deliver modelcar build {model}",
+        )
     digest = pins.modelcars.get(model)
     if digest is None:
         raise ConfigError(
@@ -673,6 +649,17 @@ def _vllm_deployment(cfg: EnvConfig, pins: Pins, car: Modelcar) -> dict[str, Any
     }
 
 
+# Written as a comment above the rendered ScaledObject (the manifest an operator reads), and followed
+# by the triggers in _scaled_object below.
+SCALE_FROM_ZERO_NOTE = (
+    "Scale-from-zero: vllm:num_requests_waiting only exists while a vLLM pod runs, so at zero replicas\n"
+    "it is empty and cannot wake the Deployment. Activation (0 -> 1) therefore uses\n"
+    "agentgateway_requests_total, counted by the agentgateway data plane in front of the InferencePool,\n"
+    "which runs whatever vLLM's replica count is: any request in the last 2 minutes activates it.\n"
+    "Queue depth (vllm:num_requests_waiting > 5 per replica) drives scale-out from 1 to maxReplicaCount."
+)
+
+
 def _scaled_object(cfg: EnvConfig) -> dict[str, Any]:
     served = served_model_name(cfg)
     return {
@@ -1125,10 +1112,10 @@ _DESCRIPTIONS = {
 
 
 def _header(cfg: EnvConfig, what: str) -> str:
+    lines = "".join(f"# {line}\n" for line in what.splitlines())
     return (
-        f"# {what}\n"
-        f"# Generated by `deliver layers render --env {cfg.name} --write` from {cfg.path} and {PINS_FILE};"
-        " do not edit by hand.\n"
+        f"{lines}# Generated by `deliver layers render --env {cfg.name} --write` from {cfg.path} and "
+        f"{PINS_FILE}; do not edit by hand.\n"
     )
 
 
@@ -1167,6 +1154,8 @@ def render_layers(repo: Path, cfg: EnvConfig) -> dict[str, str]:
                     note = "DEMO ONLY (never on the request path): " + note
                 body = yamlio.dump_all([doc])
                 note += f"; modelcar digest from {car.source}." if car.image in body else "."
+                if doc["kind"] == "ScaledObject":
+                    note += "\n" + SCALE_FROM_ZERO_NOTE
                 files[rel] = _header(cfg, note) + body
     return dict(sorted(files.items()))
 
