@@ -14,9 +14,15 @@ import pytest
 
 from delivery import yamlio
 from delivery.modelcar import tarlayer
-from delivery.modelcar.busybox import BaseLayout
+from delivery.modelcar.busybox import BaseLayout, build_busybox_index
 from delivery.modelcar.tarlayer import LayerFile, TarLayer
-from test_modelcar_helpers import sha256_file, small_model, write_spec
+from test_modelcar_helpers import (
+    fake_arm64_busybox_for_tests,
+    point_env_at,
+    sha256_file,
+    small_model,
+    write_spec,
+)
 
 pytest_plugins = ("test_modelcar_helpers",)  # fixtures: busybox_base, minilm_dir
 
@@ -220,3 +226,81 @@ def test_real_minilm_model_builds_reproducibly(
         layer.get("annotations", {}).get("org.opencontainers.image.title") for layer in manifest["layers"]
     ]
     assert "models/model.safetensors" in titles
+
+
+def test_two_platform_index_shares_the_model_layers_in_the_layout_and_the_registry(
+    deliver: Any, repo_copy: Path, registry: Any, tmp_path: Path, tools: Any
+) -> None:
+    skopeo = tools("skopeo")
+    busybox = Path(tools("busybox")).resolve()
+    arm64 = fake_arm64_busybox_for_tests(tmp_path / "busybox-arm64")
+    base = build_busybox_index({"linux/amd64": busybox, "linux/arm64": arm64}, tmp_path / "base")
+    assert set(base.manifests) == {"linux/amd64", "linux/arm64"}
+    src = small_model(tmp_path / "model")
+    write_spec(
+        repo_copy, "multi", base.spec_ref, platforms=["linux/amd64", "linux/arm64"],
+        layerThreshold=THRESHOLD, repository="multi",
+    )  # fmt: skip
+    built = _build(deliver, repo_copy, "multi", src)
+    layout = Path(built["output"])
+    assert built["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    top = json.loads((layout / "index.json").read_text())["manifests"]
+    assert [(m["mediaType"], m["digest"]) for m in top] == [(built["mediaType"], built["digest"])]
+    index = json.loads(_blob(layout, built["digest"]))
+    platforms = {m["platform"]["architecture"]: m["digest"] for m in index["manifests"]}
+    assert sorted(platforms) == ["amd64", "arm64"]
+    manifests = {arch: json.loads(_blob(layout, d)) for arch, d in platforms.items()}
+    model_layers = [layer["digest"] for layer in built["layers"]]
+    for arch, manifest in manifests.items():
+        assert [layer["digest"] for layer in manifest["layers"][1:]] == model_layers  # shared, same order
+        config = json.loads(_blob(layout, manifest["config"]["digest"]))
+        assert (config["os"], config["architecture"]) == ("linux", arch)
+        assert config["config"]["User"] == "65532:65532"
+    assert manifests["amd64"]["layers"][0] != manifests["arm64"]["layers"][0]  # each its own base
+    # skopeo resolves the index to each platform's manifest
+    tag = "c9745ed1d9f2"
+    for arch in platforms:
+        raw = subprocess.run(
+            [skopeo, "inspect", "--override-arch", arch, "--raw", f"oci:{layout}:{tag}"],
+            check=True, capture_output=True,
+        ).stdout  # fmt: skip
+        assert raw == _blob(layout, built["digest"])  # --raw shows the index itself
+        info = subprocess.run(
+            [skopeo, "inspect", "--override-arch", arch, f"oci:{layout}:{tag}"],
+            check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+        assert json.loads(info)["Architecture"] == arch
+        assert json.loads(info)["Layers"][1:] == model_layers
+    lock = yamlio.plain(yamlio.load_file(repo_copy / "modelcars" / "multi.lock.yaml"))
+    assert lock["manifest"]["digest"] == built["digest"]
+    assert {p: d for p, d in lock["manifest"]["platforms"].items()} == {
+        f"linux/{arch}": d for arch, d in platforms.items()
+    }
+
+    # Published: the same index digest; the model layers are uploaded once for both platforms.
+    point_env_at(repo_copy, "dev", registry.host)
+    pushed = deliver(
+        "modelcar", "publish", "multi", "--env", "dev", "--source", str(src), "--json",
+        "--cache-dir", str(repo_copy / ".cache-deliver"), repo=repo_copy,
+    )  # fmt: skip
+    assert pushed.code == 0, pushed.err
+    report = json.loads(pushed.out)
+    assert report["digest"] == built["digest"]
+    assert report["uri"] == f"oci://{registry.host}/modelcars/multi@{built['digest']}"
+    uploaded = [b["digest"] for b in report["blobs"] if b["outcome"] == "uploaded"]
+    assert sorted(set(uploaded)) == sorted(uploaded)  # no blob sent twice
+    assert set(model_layers) <= set(uploaded)
+    layer_bytes = sum(layer["size"] for layer in built["layers"])
+    assert layer_bytes <= report["bytesSent"] < layer_bytes + 2 * (4 << 20)  # + two small bases/configs
+    remote = subprocess.run(
+        [skopeo, "inspect", "--raw", "--tls-verify=false", f"docker://{registry.host}/modelcars/multi:{tag}"],
+        check=True, capture_output=True,
+    ).stdout  # fmt: skip
+    assert remote == _blob(layout, built["digest"])
+    for arch in platforms:
+        info = subprocess.run(
+            [skopeo, "inspect", "--tls-verify=false", "--override-arch", arch,
+             f"docker://{registry.host}/modelcars/multi@{built['digest']}"],
+            check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+        assert json.loads(info)["Layers"][1:] == model_layers

@@ -275,3 +275,22 @@ def test_disk_full_leaves_the_previous_layout_untouched(
     assert (out / "index.json").read_bytes() == index_before  # the old layout, whole
     assert (repo_copy / "modelcars" / "tiny.lock.yaml").read_bytes() == lock_before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".layout")] == []  # no temp left
+
+
+def test_busybox_base_refuses_a_binary_of_another_architecture(
+    deliver: Any, tmp_path: Path, tools: Any
+) -> None:
+    busybox = str(Path(tools("busybox")).resolve())
+    out = tmp_path / "base"
+    wrong = deliver("modelcar", "busybox-base", "--platform", "linux/arm64", "--busybox", busybox,
+                    "--output", str(out))  # fmt: skip
+    assert wrong.code == 2, wrong.err
+    assert "busybox is built for x86-64 (linux/amd64), not linux/arm64" in wrong.err and "fix:" in wrong.err
+    uneven = deliver("modelcar", "busybox-base", "--platform", "linux/amd64", "--platform", "linux/arm64",
+                     "--busybox", busybox, "--output", str(out))  # fmt: skip
+    assert uneven.code == 2 and "need as many --busybox binaries" in uneven.err
+    not_elf = tmp_path / "script"
+    not_elf.write_text("#!/bin/sh\n")
+    bad = deliver("modelcar", "busybox-base", "--busybox", str(not_elf), "--output", str(out))
+    assert bad.code == 2 and "not an ELF binary" in bad.err
+    assert not out.exists() and list(tmp_path.glob(".base*")) == []  # nothing written

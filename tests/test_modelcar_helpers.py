@@ -48,6 +48,20 @@ def minilm_dir() -> Path:
     return Path(found.origin).parent / "model"
 
 
+def fake_arm64_busybox_for_tests(path: Path) -> Path:
+    """Test double of an arm64 static busybox (none can be installed or run on this amd64 host).
+
+    Only its ELF header is real: ``e_machine`` says AArch64, so busybox-base accepts it for
+    linux/arm64. Images built from it are inspected, never run.
+    """
+    header = bytearray(64)
+    header[:7] = b"\x7fELF\x02\x01\x01"  # 64-bit, little-endian, ELF version 1
+    header[16:18] = (2).to_bytes(2, "little")  # ET_EXEC
+    header[18:20] = (183).to_bytes(2, "little")  # EM_AARCH64
+    path.write_bytes(bytes(header) + b"arm64 busybox stand-in for tests\n")
+    return path
+
+
 def write_spec(repo: Path, name: str, base: str, **fields: Any) -> Path:
     """Write modelcars/<name>.yaml for the test model."""
     spec: dict[str, Any] = {

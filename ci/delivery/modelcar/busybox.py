@@ -2,7 +2,8 @@
 
 ``deliver modelcar busybox-base --busybox /bin/busybox --output DIR`` writes an OCI layout whose
 one layer holds /bin/busybox and the applets KServe's modelcar needs (sh, ln, sleep, ls, [, echo)
-as symlinks, plus /tmp and /mnt. It prints the index digest to pin in a spec as
+as symlinks, plus /tmp and /mnt. Repeat ``--platform P --busybox PATH`` for a multi-arch index
+(each binary's ELF header must match its platform). It prints the index digest to pin in a spec as
 ``oci-layout:DIR@sha256:...``. Used where docker.io is out of reach (and by the tests).
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,11 +45,22 @@ APPLETS = (
 )
 
 
+# ELF e_machine values of the platforms a spec may name.
+ELF_MACHINES = {"linux/amd64": 62, "linux/arm64": 183}
+_ELF_NAMES = {62: "x86-64 (linux/amd64)", 183: "AArch64 (linux/arm64)", 3: "i386", 40: "ARM (32-bit)"}
+
+
 @dataclass(frozen=True)
 class BaseLayout:
     path: Path
     index_digest: str
-    manifest_digest: str
+    manifests: dict[str, str]
+    """Platform -> its manifest digest."""
+
+    @property
+    def manifest_digest(self) -> str:
+        """The manifest of the first platform (the only one for a single-platform base)."""
+        return next(iter(self.manifests.values()))
 
     @property
     def spec_ref(self) -> str:
@@ -68,7 +81,21 @@ def _entry(
     tar.addfile(info, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
 
 
-def busybox_layer(binary: Path) -> bytes:
+def _check_elf(data: bytes, binary: Path, platform: str) -> None:
+    """A static busybox ELF executable for ``platform`` (an image must not lie about its arch)."""
+    if not data.startswith(b"\x7fELF") or len(data) < 20:
+        raise UsageError("not an ELF binary", where=str(binary), fix="pass a static busybox binary")
+    machine = int.from_bytes(data[18:20], "big" if data[5] == 2 else "little")
+    if machine != ELF_MACHINES[platform]:
+        found = _ELF_NAMES.get(machine, f"ELF machine {machine}")
+        raise UsageError(
+            f"busybox is built for {found}, not {platform}",
+            where=str(binary),
+            fix=f"pass a static busybox built for {platform} (Debian: busybox-static of that architecture)",
+        )
+
+
+def busybox_layer(binary: Path, platform: str = "linux/amd64") -> bytes:
     """The base layer (small: a static busybox is about 2 MB)."""
     try:
         data = binary.read_bytes()
@@ -76,8 +103,7 @@ def busybox_layer(binary: Path) -> bytes:
         raise UsageError(
             f"cannot read busybox: {err.strerror}", where=str(binary), fix="apt-get install busybox-static"
         ) from None
-    if not data.startswith(b"\x7fELF"):
-        raise UsageError("not an ELF binary", where=str(binary), fix="pass a static busybox binary")
+    _check_elf(data, binary, platform)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
         _entry(tar, "bin", tarfile.DIRTYPE, 0o755)
@@ -90,42 +116,54 @@ def busybox_layer(binary: Path) -> bytes:
 
 
 def build_busybox_layout(binary: Path, output: Path, platform: str = "linux/amd64") -> BaseLayout:
-    """Write the base as an OCI layout at ``output`` (atomic); index.json names it ``latest``."""
-    layer = busybox_layer(binary)
+    """A single-platform base (see ``build_busybox_index``)."""
+    return build_busybox_index({platform: binary}, output)
+
+
+def build_busybox_index(binaries: Mapping[str, Path], output: Path) -> BaseLayout:
+    """Write the base as an OCI layout at ``output`` (atomic): one manifest per platform, one index.
+
+    ``binaries`` maps each platform to a static busybox built for it (checked from its ELF header).
+    index.json names the image ``latest``: the manifest itself for one platform, the index for several.
+    """
+    if not binaries:
+        raise UsageError("no platform given", where="busybox-base", fix="pass --platform (and --busybox)")
+    for platform in binaries:
+        if platform not in ELF_MACHINES:
+            raise UsageError(
+                f"platform {platform!r} is not one of {', '.join(ELF_MACHINES)}", where="busybox-base"
+            )
+    layers = {platform: busybox_layer(binary, platform) for platform, binary in binaries.items()}
     with atomic_directory(output) as tmp:
         writer = LayoutWriter(tmp)
-        layer_digest = writer.add_bytes(layer)
-        config = canonical_json(
-            {
-                **platform_dict(platform),
-                "config": {"Env": ["PATH=/bin"], "Cmd": ["sh"]},
-                "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
-                "history": [{"created_by": "deliver modelcar busybox-base"}],
-            }
-        )
-        manifest = canonical_json(
-            {
-                "schemaVersion": 2,
-                "mediaType": MT_MANIFEST,
-                "config": Descriptor(MT_CONFIG, writer.add_bytes(config), len(config)).as_dict(),
-                "layers": [Descriptor(MEDIA_TYPE_TAR, layer_digest, len(layer)).as_dict()],
-            }
-        )
-        manifest_digest = writer.add_bytes(manifest)
+        entries: list[Descriptor] = []
+        manifests: dict[str, str] = {}
+        for platform, layer in layers.items():
+            layer_digest = writer.add_bytes(layer)
+            config = canonical_json(
+                {
+                    **platform_dict(platform),
+                    "config": {"Env": ["PATH=/bin"], "Cmd": ["sh"]},
+                    "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+                    "history": [{"created_by": "deliver modelcar busybox-base"}],
+                }
+            )
+            manifest = canonical_json(
+                {
+                    "schemaVersion": 2,
+                    "mediaType": MT_MANIFEST,
+                    "config": Descriptor(MT_CONFIG, writer.add_bytes(config), len(config)).as_dict(),
+                    "layers": [Descriptor(MEDIA_TYPE_TAR, layer_digest, len(layer)).as_dict()],
+                }
+            )
+            manifests[platform] = writer.add_bytes(manifest)
+            entries.append(
+                Descriptor(MT_MANIFEST, manifests[platform], len(manifest), platform=platform_dict(platform))
+            )
         index = canonical_json(
-            {
-                "schemaVersion": 2,
-                "mediaType": MT_INDEX,
-                "manifests": [
-                    Descriptor(
-                        MT_MANIFEST, manifest_digest, len(manifest), platform=platform_dict(platform)
-                    ).as_dict()
-                ],
-            }
+            {"schemaVersion": 2, "mediaType": MT_INDEX, "manifests": [e.as_dict() for e in entries]}
         )
         index_digest = writer.add_bytes(index)
-        writer.finish(
-            Descriptor(MT_MANIFEST, manifest_digest, len(manifest), platform=platform_dict(platform)),
-            "latest",
-        )
-    return BaseLayout(output, index_digest, manifest_digest)
+        top = entries[0] if len(entries) == 1 else Descriptor(MT_INDEX, index_digest, len(index))
+        writer.finish(top, "latest")
+    return BaseLayout(output, index_digest, manifests)

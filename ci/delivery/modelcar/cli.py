@@ -13,7 +13,7 @@ from delivery import console
 from delivery.cli import json_option, resolved_repo
 from delivery.errors import UsageError
 from delivery.modelcar.build import BuildOptions, BuiltImage, build_layout, publish, verify
-from delivery.modelcar.busybox import build_busybox_layout
+from delivery.modelcar.busybox import build_busybox_index
 
 F = TypeVar("F", bound=Callable[..., Any])
 PASSWORD_VARS = ("DELIVER_REGISTRY_PASSWORD", "REGISTRY_PASSWORD")
@@ -186,23 +186,38 @@ def verify_cmd(ctx: click.Context, /, name: str, as_json: bool, **kw: Any) -> No
 @modelcar_group.command("busybox-base")
 @click.option(
     "--busybox",
-    "binary",
+    "binaries",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("/bin/busybox"),
-    show_default=True,
-    help="A static busybox binary (Debian: busybox-static).",
+    multiple=True,
+    help="A static busybox binary (Debian: busybox-static); one per --platform, in the same order "
+    "[default: /bin/busybox].",
 )
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option(
-    "--platform", default="linux/amd64", show_default=True, type=click.Choice(["linux/amd64", "linux/arm64"])
+    "--platform",
+    "platforms",
+    multiple=True,
+    type=click.Choice(["linux/amd64", "linux/arm64"]),
+    help="Platform of the matching --busybox; several give a multi-arch index [default: linux/amd64].",
 )
 @json_option
-def busybox_base_cmd(binary: Path, output: Path, platform: str, as_json: bool) -> None:
+def busybox_base_cmd(
+    binaries: tuple[Path, ...], output: Path, platforms: tuple[str, ...], as_json: bool
+) -> None:
     """Write a minimal busybox base image (OCI layout) for air-gapped builds; prints the spec ref."""
-    base = build_busybox_layout(binary, output.resolve(), platform)
+    platforms = platforms or ("linux/amd64",)
+    binaries = binaries or (Path("/bin/busybox"),)
+    if len(binaries) != len(platforms) or len(set(platforms)) != len(platforms):
+        raise UsageError(
+            f"{len(platforms)} distinct --platform value(s) need as many --busybox binaries, "
+            f"got {len(binaries)} for {', '.join(platforms)}",
+            where="busybox-base",
+            fix="pass --platform P --busybox PATH once per platform",
+        )
+    base = build_busybox_index(dict(zip(platforms, binaries, strict=True)), output.resolve())
     if as_json:
         console.print_json(
-            {"ok": True, "ref": base.spec_ref, "index": base.index_digest, "manifest": base.manifest_digest}
+            {"ok": True, "ref": base.spec_ref, "index": base.index_digest, "manifests": base.manifests}
         )
     else:
         click.echo(base.spec_ref)
