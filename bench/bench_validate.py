@@ -50,7 +50,7 @@ def main() -> int:
     if len(minors) != 1:
         print(f"environments span several Kubernetes minors {minors}; the baseline uses {minors[0]}")
     bundle = schemas.ensure_bundle(REPO, minors)  # cached: not part of the measurement
-    files = sorted(str(p.relative_to(REPO)) for e in envs for p in manifests.layer_files(REPO, e))
+    files = sorted(str(p.relative_to(REPO)) for e in envs for p in manifests.env_files(REPO, e))
     if not files:
         print("no layer manifests under clusters/*/layers: nothing to benchmark", file=sys.stderr)
         return 1

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from delivery import config as envconfig
-from delivery.manifests import load_layer_manifests
+from delivery.manifests import load_env_manifests
 from delivery.policy import check_policies, check_tofu
 from delivery.validate import Finding
 
@@ -35,7 +35,7 @@ LLMD = (
 
 
 def findings(repo: Path, env: str) -> list[Finding]:
-    return check_policies(repo, envconfig.load_env(repo, env), load_layer_manifests(repo, env))
+    return check_policies(repo, envconfig.load_env(repo, env), load_env_manifests(repo, env))
 
 
 def only(repo: Path, env: str, rule: str) -> list[Finding]:

@@ -468,8 +468,41 @@ def test_every_real_environment_validates_clean(
     assert sorted(e["env"] for e in data["environments"]) == sorted(envs)
     reports = validate.validate_envs(REPO, schemas=bundle.root)
     for report in reports:
-        loaded = manifests.load_layer_manifests(REPO, report.env)
+        loaded = manifests.load_env_manifests(REPO, report.env)
         assert report.resources == len(loaded) > 0
         assert len(report.checked) == report.resources  # every resource validated, none skipped
+        assert (f"clusters/{report.env}/root.yaml", "AppProject/argocd/layers") in report.checked
     root = ElementTree.parse(junit).getroot()
     assert root.get("failures") == "0" and root.get("tests") == str(sum(r.resources for r in reports))
+
+
+def test_roots_are_validated_like_the_layers(
+    tmp_path: Path, bundle: schemas.SchemaBundle, tools: Callable[[str], str]
+) -> None:
+    """clusters/<env>/root.yaml is what `kubectl apply` bootstraps: kubeconform checks it too."""
+    tools("kubeconform")
+    repo = fixture_repo(tmp_path, {"serving/web.yaml": DEPLOYMENT})
+    root = (REPO / "clusters/dev/root.yaml").read_text()
+    (repo / "clusters/dev/root.yaml").write_text(
+        root.replace("  syncPolicy:\n", "  syncPolicy:\n    automatic: true\n", 1)
+    )
+    (repo / "clusters/dev/root-serving.yaml").write_text("apiVersion: v1\nkind: [broken\n")
+    [report] = validate.validate_envs(repo, ["dev"], schemas=bundle.root, policies=False)
+    got = sorted((f.file, f.resource, f.check, f.path, f.message) for f in report.findings)
+    assert got == [
+        (
+            "clusters/dev/root-serving.yaml",
+            "",
+            "yaml",
+            "",
+            "not valid YAML: did not find expected ',' or ']' at line 3",
+        ),
+        (
+            "clusters/dev/root.yaml",
+            "Application/argocd/layer-platform",
+            "kubeconform",
+            "/spec/syncPolicy",
+            "additional properties 'automatic' not allowed",
+        ),
+    ]
+    assert ("clusters/dev/root.yaml", "AppProject/argocd/layers") in report.checked

@@ -1,4 +1,4 @@
-"""The Kubernetes manifests of an environment's Argo CD layers (clusters/<env>/layers/**)."""
+"""The Kubernetes manifests of an environment: its roots (clusters/<env>/*.yaml) and layers (layers/**)."""
 
 from __future__ import annotations
 
@@ -60,14 +60,30 @@ def layer_files(repo: Path, env: str) -> list[Path]:
     return sorted(p for p in base.rglob("*") if p.is_file() and p.suffix in YAML_SUFFIXES)
 
 
+def root_files(repo: Path, env: str) -> list[Path]:
+    """The YAML files directly in clusters/<env>/: the roots (``root.yaml``, ``root-<profile>.yaml``)."""
+    base = layers_dir(repo, env).parent
+    if not base.is_dir():
+        return []
+    return sorted(p for p in base.iterdir() if p.is_file() and p.suffix in YAML_SUFFIXES)
+
+
+def env_files(repo: Path, env: str) -> list[Path]:
+    """Everything Argo CD or ``kubectl apply`` takes from clusters/<env>/: the roots, then the layers."""
+    return root_files(repo, env) + layer_files(repo, env)
+
+
 def layer_of(repo: Path, env: str, path: Path) -> str:
-    """The layer a file belongs to: the first directory under clusters/<env>/layers/."""
-    rel = path.resolve().relative_to(layers_dir(repo, env).resolve())
+    """The layer a file belongs to: the first directory under clusters/<env>/layers/ ("" for a root)."""
+    try:
+        rel = path.resolve().relative_to(layers_dir(repo, env).resolve())
+    except ValueError:
+        return ""
     return rel.parts[0] if len(rel.parts) > 1 else ""
 
 
 def load_file_manifests(repo: Path, env: str, path: Path) -> list[Manifest]:
-    """The documents of one layer file (a YAML syntax error raises ConfigError naming file:line)."""
+    """The documents of one file of the env (a YAML syntax error raises ConfigError naming file:line)."""
     rel = path.resolve().relative_to(repo.resolve())
     layer = layer_of(repo, env, path)
     try:
@@ -83,7 +99,9 @@ def load_file_manifests(repo: Path, env: str, path: Path) -> list[Manifest]:
 
 def load_layer_manifests(repo: Path, env: str) -> list[Manifest]:
     """Every YAML document under clusters/<env>/layers/** (files sorted, documents in file order)."""
-    found: list[Manifest] = []
-    for path in layer_files(repo, env):
-        found.extend(load_file_manifests(repo, env, path))
-    return found
+    return [m for path in layer_files(repo, env) for m in load_file_manifests(repo, env, path)]
+
+
+def load_env_manifests(repo: Path, env: str) -> list[Manifest]:
+    """Every YAML document of the env: its roots, then its layers (what ``deliver validate`` checks)."""
+    return [m for path in env_files(repo, env) for m in load_file_manifests(repo, env, path)]

@@ -29,9 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from delivery import yamlio
 from delivery.config import EnvConfig
-from delivery.errors import ConfigError
 from delivery.layers import COMPONENTS, DEMO_LABEL, DEMO_TENANTS, DEMOS_NS
 from delivery.manifests import Manifest
 from delivery.paths import layers_dir
@@ -603,35 +601,16 @@ def check_tofu(repo: Path, envs: set[str] | None = None, env: str | None = None)
 # --------------------------------------------------------------------------- entry point
 
 
-def _other_env_files(repo: Path, cfg: EnvConfig) -> list[Manifest]:
-    """YAML under clusters/<env>/ outside layers/ (the roots), checked for boundary and branch rules."""
-    base = repo / "clusters" / cfg.name
-    found: list[Manifest] = []
-    if not base.is_dir():
-        return found
-    for path in sorted(base.rglob("*")):
-        if not path.is_file() or path.suffix not in (".yaml", ".yml"):
-            continue
-        rel = path.relative_to(repo)
-        if "layers" in rel.parts:
-            continue
-        try:
-            docs = yamlio.load_all_file(path)
-        except ConfigError:
-            continue  # a YAML syntax error is reported by validation itself
-        found.extend(Manifest(rel, i, "", yamlio.plain(d)) for i, d in enumerate(docs) if isinstance(d, dict))
-    return found
-
-
 def check_policies(repo: Path, cfg: EnvConfig, manifests: list[Manifest]) -> list[Finding]:
-    """Every policy finding for one environment (empty when the env is clean)."""
+    """Every policy finding for one environment (empty when the env is clean).
+
+    ``manifests``: the env's roots and layers (``manifests.load_env_manifests``); roots belong to no layer.
+    """
     profile_layers = layers_for(cfg.profile)
-    roots = _other_env_files(repo, cfg)
-    everything = [*manifests, *roots]
-    projects = {m.name for m in everything if m.kind == "AppProject"}
+    projects = {m.name for m in manifests if m.kind == "AppProject"}
     demo_namespaces = _demo_namespaces(manifests)
     findings: list[Finding] = []
-    for m in everything:
+    for m in manifests:
         findings.extend(check_images(m))
         findings.extend(check_scale_from_zero(m))
         findings.extend(check_cloud_kinds(m))

@@ -1,4 +1,4 @@
-"""Validation of an environment's layers: kubeconform (strict, hermetic schemas) plus policy checks.
+"""Validation of an environment's roots and layers: kubeconform (strict, hermetic schemas) plus policies.
 
 kubeconform runs with ``-strict -output json -verbose -summary`` against the schema bundle and is
 never told to ignore missing schemas: a kind without a schema is an error. Its exit code cannot
@@ -275,7 +275,7 @@ def _load_env_input(repo: Path, env: str) -> _EnvInput:
     files: list[str] = []
     found: list[Manifest] = []
     broken: dict[str, Finding] = {}
-    for path in layer_manifests.layer_files(repo, env):
+    for path in layer_manifests.env_files(repo, env):
         rel = str(path.relative_to(repo))
         files.append(rel)
         try:
