@@ -19,6 +19,7 @@ from test_modelcar_helpers import (
     MINILM_REVISION,
     FakeHubForTests,
     hf_cache_from_dir,
+    point_env_at,
     write_spec,
 )
 
@@ -97,7 +98,7 @@ def test_a_missing_cached_file_is_reported(
     (_storage(hf_cache) / "snapshots" / MINILM_REVISION / "tokenizer.json").unlink()
     result = _build(deliver, repo_copy, hf_cache, "--offline")
     assert result.code == 1
-    assert "HF cache" in result.err or "missing" in result.err
+    assert "is not (completely) in the HF cache" in result.err and "fix:" in result.err
 
 
 def test_path_traversal_in_the_hub_listing_is_refused(
@@ -166,7 +167,7 @@ def test_online_download_goes_through_the_hub_with_the_token_from_a_secret_file(
         repo_copy,
         "minilm",
         tmp_path / "o2",
-        BuildOptions(hf_cache=tmp_path / "cache", offline=True),
+        BuildOptions(hf_cache=tmp_path / "cache", offline=True, cache_dir=tmp_path / "d2"),
         ProgressReporter(),
     )
     assert offline.image.digest == result.image.digest
@@ -184,10 +185,55 @@ def test_hub_errors_never_show_the_token(
         MINILM_REVISION,
         fail_with=RuntimeError("401 Client Error for token hf_leakyTOKEN"),
     )
-    opts = BuildOptions(hf_cache=tmp_path / "cache", offline=False, downloader=hub)
+    opts = BuildOptions(hf_cache=tmp_path / "cache", offline=False, downloader=hub, cache_dir=tmp_path / "d")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HF_TOKEN", "hf_leakyTOKEN")
         with pytest.raises(SourceError) as info:
             build_layout(repo_copy, "minilm", None, opts, ProgressReporter(quiet=True))
     assert "hf_leakyTOKEN" not in info.value.render()
     assert "not found or not accessible" in info.value.render()
+
+
+def _files_holding(root: Path, secret: str) -> list[str]:
+    needle = secret.encode()
+    return [
+        str(p) for p in root.rglob("*") if p.is_file() and not p.is_symlink() and needle in p.read_bytes()
+    ]
+
+
+def test_hf_token_and_registry_password_never_reach_output_lock_layout_or_caches(
+    deliver: Any,
+    repo_copy: Path,
+    busybox_base: BaseLayout,
+    hf_cache: Path,
+    auth_registry: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hf_token = "hf_neverShownTOKEN4711"
+    write_spec(repo_copy, "minilm", busybox_base.spec_ref, repository="minilm")
+    point_env_at(repo_copy, "dev", auth_registry.host)
+    monkeypatch.setenv("HF_TOKEN", hf_token)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("DELIVER_REGISTRY_PASSWORD", auth_registry.password)
+    common = ["--hf-cache", str(hf_cache), "--cache-dir", str(tmp_path / "dc")]
+    outputs = []
+    for args in (
+        ["build", "minilm", "--output", str(tmp_path / "layout")],
+        ["publish", "minilm", "--env", "dev", "--username", auth_registry.username],
+        ["publish", "minilm", "--env", "dev", "--username", auth_registry.username, "--json"],
+        ["verify", "minilm", "--json"],
+    ):
+        result = deliver("modelcar", *args, *common, repo=repo_copy)
+        assert result.code == 0, result.err
+        outputs.append(result.out + result.err)
+    # a refused push (wrong user) must not echo the password either
+    refused = deliver(
+        "modelcar", "publish", "minilm", "--env", "dev", "--username", "intruder", *common, repo=repo_copy
+    )
+    assert refused.code == 1 and "authentication failed" in refused.err
+    outputs.append(refused.out + refused.err)
+    for secret in (hf_token, auth_registry.password):
+        assert all(secret not in text for text in outputs)
+        for root in (tmp_path / "layout", tmp_path / "dc", repo_copy / "modelcars", repo_copy / "out"):
+            assert _files_holding(root, secret) == [], root
