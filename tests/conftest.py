@@ -66,6 +66,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         report.longrepr = f"skipped in CI (CI=true forbids skips): {report.longrepr}"
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector):  # type: ignore[no-untyped-def]
+    """The same for a whole module skipped at import (``pytest.importorskip``): an error in CI."""
+    outcome = yield
+    report = outcome.get_result()
+    if IN_CI and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI (CI=true forbids skips): {report.longrepr}"
+
+
 @pytest.fixture(scope="session")
 def tools() -> Callable[[str], str]:
     """``tools("kubeconform")`` returns the tool's path (skip locally / fail in CI if missing)."""
@@ -121,7 +131,6 @@ def run_deliver(*args: str, repo: Path | None = None) -> Result:
     """Run the ``deliver`` CLI in-process (same entry point as the console script)."""
     from delivery import cli
 
-    cli._json_mode["on"] = False
     argv = ([f"--repo={repo}"] if repo else []) + [str(a) for a in args]
     out, err = io.StringIO(), io.StringIO()
     code = 0

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import requests
@@ -66,3 +69,56 @@ def test_missing_tool_is_not_found_and_tofu_falls_back_to_terraform() -> None:
         assert not IN_CI, "CI=true needs tofu or terraform"
     else:
         assert os.path.basename(tofu) in {"tofu", "terraform"}
+
+
+SKIPPING_TESTS = """
+import pytest
+
+def test_skipped_in_the_body():
+    pytest.skip("tool missing")
+
+@pytest.mark.skipif(True, reason="marker")
+def test_skipped_by_a_marker():
+    pass
+
+def test_passes():
+    pass
+"""
+SKIPPED_MODULE = """
+import pytest
+
+pytest.importorskip("no_such_module_for_tests")
+
+def test_never_collected():
+    pass
+"""
+
+
+@pytest.mark.parametrize(
+    ("source", "ci", "code", "summary"),
+    [
+        (SKIPPING_TESTS, "true", 1, "1 failed, 1 passed, 1 error"),
+        (SKIPPING_TESTS, "", 0, "1 passed, 2 skipped"),
+        (SKIPPED_MODULE, "true", 2, "1 error"),
+        (SKIPPED_MODULE, "", 5, "1 skipped"),
+    ],
+    ids=["tests-ci", "tests-local", "module-ci", "module-local"],
+)
+def test_ci_turns_every_skip_into_a_failure(
+    tmp_path: Path, source: str, ci: str, code: int, summary: str
+) -> None:
+    # the suite's own conftest hooks, loaded as a plugin into a throwaway suite
+    (tmp_path / "test_throwaway.py").write_text(source)
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    env = {**os.environ, "CI": ci, "PYTHONPATH": str(Path(__file__).parent)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "conftest", "-p", "no:cacheprovider", "-q", str(tmp_path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == code, proc.stdout
+    assert summary in proc.stdout.strip().splitlines()[-1], proc.stdout
+    assert ("skipped in CI (CI=true forbids skips)" in proc.stdout) == bool(ci), proc.stdout
