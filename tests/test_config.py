@@ -273,3 +273,19 @@ def test_new_environment_is_picked_up(deliver, repo_copy: Path) -> None:  # type
     (qa / "config.yaml").write_text(text)
     res = deliver("config", "check", repo=repo_copy)
     assert res.code == 0 and "ok  qa" in res.out
+
+
+def test_json_errors_are_json_and_do_not_leak_into_the_next_run(deliver) -> None:  # type: ignore[no-untyped-def]
+    failed = deliver("config", "check", "--env", "nope", "--json")
+    assert failed.code == 2
+    data = json.loads(failed.out)
+    assert data["ok"] is False and data["error"] == "UsageError"
+    assert "unknown environment 'nope'" in data["problems"][0]["what"] and data["problems"][0]["fix"]
+    assert "error:" in failed.err  # people still read the error on stderr
+    # a click usage error is JSON too under --json
+    usage = deliver("config", "check", "--json", "--env")
+    assert usage.code == 2 and json.loads(usage.out)["ok"] is False
+    assert "--env" in json.loads(usage.out)["problems"][0]["what"]
+    # the next invocation in the same process, without --json, prints no JSON
+    plain = deliver("config", "check", "--env", "nope")
+    assert plain.code == 2 and plain.out == "" and "error:" in plain.err

@@ -125,7 +125,6 @@ def test_the_cli_accepts_exactly_the_arguments_the_module_passes() -> None:
     assert parsed["plan"]["env"] == "dev" and parsed["plan"]["out_dir"] == Path("/plan")
     assert parsed["apply"]["plan_file"] == Path("/plan/plan.tfplan")
     assert parsed["apply"]["approve_delete"] == ("a.b",) and parsed["apply"]["as_json"] is True
-    cli._json_mode["on"] = False  # parsing --json flipped the CLI's process-wide JSON mode
 
 
 def test_substrate_check_needs_no_credentials() -> None:

@@ -194,6 +194,7 @@ def demo_cmd(ctx: click.Context, output: Path, as_json: bool) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run, print errors once, exit with their code."""
+    _json_mode["on"] = False  # per invocation (main may run several times in one process)
     try:
         main_group.main(args=argv, prog_name="deliver", standalone_mode=False)
     except DeliveryError as err:
@@ -205,6 +206,9 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("aborted", err=True)
         sys.exit(130)
     except click.ClickException as err:
+        if _json_mode["on"] or "--json" in (argv if argv is not None else sys.argv[1:]):
+            problem = {"where": "command line", "what": err.format_message(), "fix": "see --help"}
+            console.print_json({"ok": False, "error": "UsageError", "problems": [problem]})
         err.show()
         sys.exit(err.exit_code)
     except click.exceptions.Exit as err:
