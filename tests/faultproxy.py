@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 
+from loopback import loopback_host, start_loopback_server, stop_loopback_server
+
 Action = Literal["status", "drop", "corrupt", "header", "throttle"]
 _HOP_BY_HOP = {
     "connection",
@@ -86,7 +88,7 @@ class FaultProxy:
     @property
     def host(self) -> str:
         assert self._server is not None
-        return f"127.0.0.1:{self._server.server_address[1]}"
+        return loopback_host(self._server)
 
     def add(self, fault: Fault) -> Fault:
         with self._lock:
@@ -112,15 +114,11 @@ class FaultProxy:
         class Handler(_Handler):
             owner = proxy
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = start_loopback_server(Handler)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        stop_loopback_server(self._server)
 
     def _take_fault(self, method: str, target: str) -> Fault | None:
         with self._lock:

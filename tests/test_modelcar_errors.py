@@ -10,9 +10,8 @@ import resource
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import requests
 
 from delivery import yamlio
 from delivery.modelcar.busybox import BaseLayout
+from loopback import loopback_host, start_loopback_server, stop_loopback_server
 from test_modelcar_helpers import point_env_at, small_model, write_spec
 
 pytest_plugins = ("test_modelcar_helpers",)  # fixtures: busybox_base, minilm_dir
@@ -199,13 +199,11 @@ class _Always500(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def broken_registry() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Always500)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = start_loopback_server(_Always500)
     try:
-        yield f"127.0.0.1:{server.server_address[1]}"
+        yield loopback_host(server)
     finally:
-        server.shutdown()
+        stop_loopback_server(server)
 
 
 def test_registry_500_fails_cleanly_after_retries(

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import threading
 import time
 import urllib.parse
 import uuid
@@ -29,6 +28,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
+
+from loopback import loopback_host, start_loopback_server, stop_loopback_server
 
 ISSUER = "test-token-issuer"
 SERVICE = "test-registry"
@@ -106,7 +107,7 @@ class TokenService:
     @property
     def realm(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/token"
+        return f"http://{loopback_host(self._server)}/token"
 
     def __enter__(self) -> TokenService:
         service = self
@@ -114,15 +115,11 @@ class TokenService:
         class Handler(_TokenHandler):
             owner = service
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = start_loopback_server(Handler)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        stop_loopback_server(self._server)
 
     def authenticate(self, username: str, password: str) -> str | None:
         user = self.users.get(username)
@@ -222,7 +219,7 @@ class GoogleTokenEndpointDoubleForTests:
     @property
     def token_uri(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/token"
+        return f"http://{loopback_host(self._server)}/token"
 
     def service_account_file(self, path: Path) -> Path:
         """A service-account key file (as GOOGLE_APPLICATION_CREDENTIALS) whose token_uri is this double."""
@@ -259,15 +256,11 @@ class GoogleTokenEndpointDoubleForTests:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = start_loopback_server(Handler)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        stop_loopback_server(self._server)
 
     def _answer(self, form: dict[str, list[str]]) -> tuple[int, dict[str, object]]:
         if self.fail:
