@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from delivery import config as envconfig
+from delivery import layers
 from delivery.manifests import load_env_manifests
-from delivery.policy import check_policies, check_tofu
+from delivery.policy import check_policies, check_tofu, check_warnings
 from delivery.validate import Finding
 
 REPO = Path(__file__).resolve().parent.parent
@@ -336,3 +337,27 @@ def test_scale_to_zero_without_a_wake_up_signal(repo_copy: Path) -> None:
     assert "every trigger reads a metric of the scaled pods (vllm:*, cpu, memory)" in f.message
     edit(repo_copy, rel, "minReplicaCount: 0", "minReplicaCount: 1")
     assert only(repo_copy, "prod", "scale-from-zero") == []
+
+
+def test_unpublished_modelcar_is_a_warning_on_every_reference(repo_copy: Path) -> None:
+    """The all-zero pins.yaml digest passes the rules but is named wherever it is deployed."""
+    cfg = envconfig.load_env(REPO, "dev")
+    got = check_warnings(cfg, load_env_manifests(REPO, "dev"))
+    assert [(f.resource, f.path) for f in got] == [
+        ("InferenceService/demos/qwen2.5-0.5b-instruct-cpu", "/spec/predictor/containers/0/env/0/value"),
+        ("InferenceService/serving/qwen2.5-0.5b-instruct-kserve", "/spec/predictor/containers/0/env/0/value"),
+        ("Deployment/serving/raw-vllm", "/spec/template/spec/initContainers/0/image"),
+    ]
+    assert got[2].check == "unpublished-modelcar" and got[2].message == (
+        "europe-west4-docker.pkg.dev/llm-platform-dev/modelcars/qwen2.5-0.5b-instruct@sha256:"
+        + "0" * 64
+        + " has the all-zero placeholder digest (clusters/pins.yaml modelcars): the modelcar was never "
+        "published and cannot be pulled; run `deliver modelcar publish qwen2.5-0.5b-instruct --env dev`, "
+        "then `deliver layers render --env dev --write`"
+    )
+    (repo_copy / "modelcars/qwen2.5-0.5b-instruct.lock.yaml").write_text(
+        f"name: qwen2.5-0.5b-instruct\nmanifest: {{digest: 'sha256:{'12' * 32}'}}\n"
+    )
+    layers.write_layers(repo_copy, envconfig.load_env(repo_copy, "dev"))
+    assert check_warnings(cfg, load_env_manifests(repo_copy, "dev")) == []
+    assert findings(repo_copy, "dev") == []

@@ -5,6 +5,7 @@ and every real environment of the repo validates clean with zero skipped resourc
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -506,3 +507,24 @@ def test_roots_are_validated_like_the_layers(
         ),
     ]
     assert ("clusters/dev/root.yaml", "AppProject/argocd/layers") in report.checked
+
+
+def test_cli_reports_an_unpublished_modelcar_as_a_warning(
+    deliver: Callable[..., Result], repo_copy: Path, bundle: schemas.SchemaBundle, tools: Callable[[str], str]
+) -> None:
+    """The pins.yaml placeholder digest validates (exit 0) but is listed as a warning, never hidden."""
+    tools("kubeconform")
+    (repo_copy / "modelcars/qwen2.5-0.5b-instruct.lock.yaml").unlink(missing_ok=True)
+    assert deliver("layers", "render", "--env", "staging", "--write", repo=repo_copy).code == 0
+    res = deliver("validate", "--env", "staging", "--schemas", str(bundle.root), repo=repo_copy)
+    assert res.code == 0, res.err
+    assert re.search(r"^ok   staging: \d+ resources, 0 finding\(s\), 2 warning\(s\)$", res.out, re.M)
+    assert (
+        "warning: clusters/staging/layers/components/serving/raw-vllm/deployment-serving-raw-vllm.yaml: "
+        "Deployment/serving/raw-vllm: [unpublished-modelcar] at /spec/template/spec/initContainers/0/image"
+    ) in res.err
+    data = json.loads(
+        deliver("validate", "--env", "staging", "--schemas", str(bundle.root), "--json", repo=repo_copy).out
+    )
+    assert data["ok"] is True and data["warnings"] == 2
+    assert {w["check"] for w in data["environments"][0]["warnings"]} == {"unpublished-modelcar"}

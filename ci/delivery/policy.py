@@ -20,6 +20,9 @@ rule has an id (the Finding's ``check``) and names the file, the resource, the J
 - ``inference-api``: InferencePools use the GA group inference.networking.k8s.io (not x-k8s.io).
 - ``route-pool-namespace``: an HTTPRoute reaches an InferencePool only in its own namespace.
 - ``scale-from-zero``: a ScaledObject that may reach 0 replicas has a trigger that exists at 0.
+
+``check_warnings`` reports what is allowed but must stay visible (``unpublished-modelcar``: a reference
+with the all-zero digest clusters/pins.yaml uses until the modelcar's first publish writes its lock).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from delivery.config import EnvConfig
-from delivery.layers import COMPONENTS, DEMO_LABEL, DEMO_TENANTS, DEMOS_NS
+from delivery.layers import COMPONENTS, DEMO_LABEL, DEMO_TENANTS, DEMOS_NS, UNPUBLISHED
 from delivery.manifests import Manifest
 from delivery.paths import layers_dir
 from delivery.profiles import ARGOCD_NAMESPACE, LAYERS, layers_for
@@ -634,3 +637,26 @@ def check_policies(repo: Path, cfg: EnvConfig, manifests: list[Manifest]) -> lis
     envs = {p.parent.name for p in (repo / "environments").glob("*/config.yaml")}
     findings.extend(check_tofu(repo, envs, cfg.name))
     return findings
+
+
+def check_warnings(cfg: EnvConfig, manifests: list[Manifest]) -> list[Finding]:
+    """``unpublished-modelcar``: references to a modelcar that was never published (all-zero digest).
+
+    They validate (the reference is digest-shaped) but no cluster can pull them, so every one is named.
+    """
+    found = []
+    for m in manifests:
+        for path, value in _walk(m.doc):
+            if isinstance(value, str) and value.endswith("@" + UNPUBLISHED):
+                found.append(
+                    _finding(
+                        m,
+                        "unpublished-modelcar",
+                        f"{value} has the all-zero placeholder digest (clusters/pins.yaml modelcars): the "
+                        "modelcar was never published and cannot be pulled; run `deliver modelcar publish "
+                        f"{cfg.serving.model} --env {cfg.name}`, then `deliver layers render "
+                        f"--env {cfg.name} --write`",
+                        path,
+                    )
+                )
+    return found

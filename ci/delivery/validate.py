@@ -64,6 +64,8 @@ class Report:
     env: str
     resources: int
     findings: list[Finding] = field(default_factory=list)
+    # allowed but visible (e.g. an unpublished modelcar); they do not fail validation
+    warnings: list[Finding] = field(default_factory=list)
     # every resource checked, as (file, resource), for per-resource reports such as JUnit
     checked: tuple[tuple[str, str], ...] = ()
 
@@ -77,6 +79,7 @@ class Report:
             "ok": self.ok,
             "resources": self.resources,
             "findings": [f.as_dict() for f in self.findings],
+            "warnings": [w.as_dict() for w in self.warnings],
         }
 
 
@@ -348,8 +351,8 @@ def _findings_for(
     return findings, checked
 
 
-def run_policies(repo: Path, cfg: EnvConfig, found: list[Manifest]) -> list[Finding]:
-    """The policy findings of ``delivery.policy.check_policies`` (owned by the layers)."""
+def run_policies(repo: Path, cfg: EnvConfig, found: list[Manifest]) -> tuple[list[Finding], list[Finding]]:
+    """The findings and warnings of ``delivery.policy`` (owned by the layers) for one environment."""
     try:
         policy = importlib.import_module("delivery.policy")
     except ModuleNotFoundError as err:
@@ -359,8 +362,9 @@ def run_policies(repo: Path, cfg: EnvConfig, found: list[Manifest]) -> list[Find
             "policy checks are missing (module delivery.policy)",
             fix="install the complete project (pip install -e .)",
         ) from None
-    result: list[Finding] = policy.check_policies(repo, cfg, found)
-    return result
+    findings: list[Finding] = policy.check_policies(repo, cfg, found)
+    warnings: list[Finding] = policy.check_warnings(cfg, found)
+    return findings, warnings
 
 
 def validate_envs(
@@ -409,13 +413,16 @@ def validate_envs(
         env_input = inputs[env]
         minor = env_input.cfg.cluster.kubernetes_version
         findings, checked = _findings_for(env_input, results_by_minor[minor], bundle, minor)
+        warnings: list[Finding] = []
         if policies:
-            findings += run_policies(repo, env_input.cfg, env_input.manifests)
+            policy_findings, warnings = run_policies(repo, env_input.cfg, env_input.manifests)
+            findings += policy_findings
         reports.append(
             Report(
                 env=env,
                 resources=len(env_input.manifests),
                 findings=findings,
+                warnings=warnings,
                 checked=tuple(sorted(checked)),
             )
         )

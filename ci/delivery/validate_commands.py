@@ -115,6 +115,7 @@ def validate_cmd(
                 "ok": not failed,
                 "findings": failed,
                 "resources": sum(r.resources for r in reports),
+                "warnings": sum(len(r.warnings) for r in reports),
                 "environments": [r.as_dict() for r in reports],
             }
         )
@@ -122,9 +123,13 @@ def validate_cmd(
         for report in reports:
             for finding in report.findings:
                 click.echo(finding.render(), err=True)
+            for warning in report.warnings:
+                click.echo(f"warning: {warning.render()}", err=True)
             state = "ok  " if report.ok else "FAIL"
+            warned = f", {len(report.warnings)} warning(s)" if report.warnings else ""
             click.echo(
                 f"{state} {report.env}: {report.resources} resources, {len(report.findings)} finding(s)"
+                + warned
             )
     if failed:
         if not as_json:
