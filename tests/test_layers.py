@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -343,3 +344,19 @@ def test_malformed_lock_is_a_clear_error(deliver, repo_copy: Path) -> None:  # t
     res = deliver("layers", "render", "--env", "dev", "--check", repo=repo_copy)
     assert res.code == 2
     assert "modelcars/qwen2.5-0.5b-instruct.lock.yaml: lock file is malformed" in res.err
+
+
+def test_check_json_lists_each_drifted_file(deliver, repo_copy: Path) -> None:  # type: ignore[no-untyped-def]
+    keda = repo_copy / "clusters/prod/layers/platform/keda.yaml"
+    _edit(keda, "targetRevision: 2.20.1", "targetRevision: 2.20.2")
+    res = deliver("layers", "render", "--env", "prod", "--check", "--json", repo=repo_copy)
+    assert res.code == 1
+    data = json.loads(res.out)  # one document
+    assert data["ok"] is False and data["env"] == "prod"
+    assert data["problems"] == [
+        {
+            "where": "clusters/prod/layers/platform/keda.yaml",
+            "what": "out of date with the environment config or pins",
+            "fix": "run: deliver layers render --env prod --write",
+        }
+    ]

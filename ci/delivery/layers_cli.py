@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from delivery import config as envconfig
 from delivery import console, layers
+from delivery.cli import env_option, json_option, resolved_repo
 from delivery.errors import UsageError, ValidationFailed
 from delivery.paths import layers_dir
-
-
-def _set_json(_ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
-    if value:
-        from delivery import cli  # the entry point module (imported lazily: it imports this module)
-
-        cli._json_mode["on"] = True
-    return value
-
-
-def _repo(ctx: click.Context) -> object:
-    from delivery.cli import resolved_repo
-
-    return resolved_repo(ctx)
 
 
 @click.group("layers")
@@ -30,16 +19,14 @@ def layers_group() -> None:
 
 
 @layers_group.command("render")
-@click.option("--env", "env", required=True, metavar="ENV", help="Environment (environments/ENV).")
+@env_option()
 @click.option("--write", is_flag=True, help="Replace clusters/<env>/layers/ with the rendering (atomic).")
 @click.option("--check", "check_only", is_flag=True, help="Fail if the committed layers differ (drift).")
-@click.option("--json", "as_json", is_flag=True, callback=_set_json, help="Print machine-readable JSON.")
+@json_option
 @click.pass_context
 def render_cmd(ctx: click.Context, env: str, write: bool, check_only: bool, as_json: bool) -> None:
     """Render the env's layers: print them, --write them, or --check the committed ones."""
-    from pathlib import Path
-
-    repo = Path(str(_repo(ctx)))
+    repo = resolved_repo(ctx)
     if write and check_only:
         raise UsageError("--write and --check exclude each other", fix="pass one of them")
     cfg = envconfig.load_env(repo, env)
@@ -47,11 +34,14 @@ def render_cmd(ctx: click.Context, env: str, write: bool, check_only: bool, as_j
     if check_only:
         problems = layers.drift(repo, cfg)
         if as_json:
+            # one JSON document on stdout, drift or not (exit 1 on drift, like the text form)
             console.print_json({"ok": not problems, "env": env, "problems": [p.as_dict() for p in problems]})
+            if problems:
+                sys.exit(ValidationFailed.exit_code)
+            return
         if problems:
             raise ValidationFailed.of(problems)
-        if not as_json:
-            click.echo(f"up to date: {base}")
+        click.echo(f"up to date: {base}")
         return
     files = layers.render_layers(repo, cfg)
     for warning in layers.modelcar_warnings(layers.modelcar_for(repo, cfg, layers.load_pins(repo))):
