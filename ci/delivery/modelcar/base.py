@@ -9,16 +9,13 @@ base layers are only downloaded when an output actually needs their bytes.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from delivery.errors import RegistryError, SourceError
+from delivery.errors import SourceError
 from delivery.modelcar.image import (
     LAYER_TYPES,
     MT_DOCKER_LIST,
@@ -27,6 +24,7 @@ from delivery.modelcar.image import (
     Descriptor,
     platform_dict,
 )
+from delivery.modelcar.layout import BlobStore
 from delivery.modelcar.spec import LAYOUT_PREFIX
 from delivery.oci.blobs import CHUNK_SIZE, Blob, sha256_digest
 
@@ -48,50 +46,6 @@ class LazyBlob:
         with self.path.open("rb") as fh:
             while chunk := fh.read(CHUNK_SIZE):
                 yield chunk
-
-
-def _hex(digest: str) -> str:
-    return digest.split(":", 1)[1]
-
-
-class BlobCache:
-    """Content-addressed blob files under ``root/blobs/sha256``; writes are verified and atomic."""
-
-    def __init__(self, root: Path) -> None:
-        self.dir = root / "blobs" / "sha256"
-
-    def path(self, digest: str) -> Path:
-        return self.dir / _hex(digest)
-
-    def has(self, digest: str) -> bool:
-        return self.path(digest).is_file()
-
-    def put_stream(self, digest: str, chunks: Iterator[bytes]) -> Path:
-        import hashlib
-
-        self.dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".partial-")
-        os.fchmod(fd, 0o644)
-        h = hashlib.sha256()
-        try:
-            with os.fdopen(fd, "wb") as out:
-                for chunk in chunks:
-                    h.update(chunk)
-                    out.write(chunk)
-            if "sha256:" + h.hexdigest() != digest:
-                raise RegistryError(
-                    f"downloaded blob has digest sha256:{h.hexdigest()}, expected {digest}",
-                    where="base image",
-                    fix="the registry served wrong content; try again or use another mirror",
-                )
-            os.replace(tmp, self.path(digest))
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-        return self.path(digest)
-
-    def put_bytes(self, digest: str, data: bytes) -> None:
-        self.put_stream(digest, iter([data]))
 
 
 def _load_json(data: bytes, where: str) -> dict[str, Any]:
@@ -159,7 +113,7 @@ def _resolve_layout(text: str, platforms: tuple[str, ...], repo: Path) -> dict[s
             where=str(root),
             fix="build it (deliver modelcar busybox-base --output DIR) or fix the path in base:",
         )
-    blobs = BlobCache(root)
+    blobs = BlobStore(root)
 
     def read(d: str) -> bytes:
         try:
@@ -210,7 +164,7 @@ def _resolve(
     return out
 
 
-def _resolve_registry(text: str, platforms: tuple[str, ...], cache: BlobCache) -> dict[str, BaseImage]:
+def _resolve_registry(text: str, platforms: tuple[str, ...], cache: BlobStore) -> dict[str, BaseImage]:
     from delivery.oci.reference import ImageRef
 
     ref = ImageRef.parse(text)
@@ -232,9 +186,9 @@ def _resolve_registry(text: str, platforms: tuple[str, ...], cache: BlobCache) -
             data: bytes = client().get_manifest(ref.repository, d).data
         else:
             with client().get_blob(ref.repository, d) as chunks:
-                cache.put_stream(d, chunks)
+                cache.put_stream(d, chunks, where=f"{ref.registry}/{ref.repository}")
             return cache.path(d).read_bytes()
-        cache.put_bytes(d, data)
+        cache.put_stream(d, iter([data]), where=f"{ref.registry}/{ref.repository}")
         return data
 
     manifest_digests: set[str] = set()
@@ -251,7 +205,7 @@ def _resolve_registry(text: str, platforms: tuple[str, ...], cache: BlobCache) -
         def fetch() -> None:
             if not cache.has(desc.digest):
                 with client().get_blob(ref.repository, desc.digest) as chunks:
-                    cache.put_stream(desc.digest, chunks)
+                    cache.put_stream(desc.digest, chunks, where=f"{ref.registry}/{ref.repository}")
 
         return fetch
 
@@ -267,4 +221,4 @@ def resolve_base(
     """The base image for each platform (from a local layout or a registry, cached by digest)."""
     if text.startswith(LAYOUT_PREFIX):
         return _resolve_layout(text, platforms, repo)
-    return _resolve_registry(text, platforms, BlobCache(cache_dir))
+    return _resolve_registry(text, platforms, BlobStore(cache_dir))

@@ -15,11 +15,10 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-from delivery.errors import DeliveryError, SourceError
+from delivery.errors import SourceError
 from delivery.modelcar.image import ANNOTATION_REF_NAME, Descriptor, ModelLayer
 from delivery.modelcar.tarlayer import Progress, TarLayer
 from delivery.oci.blobs import Blob, sha256_digest
@@ -27,62 +26,89 @@ from delivery.oci.blobs import Blob, sha256_digest
 OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
 
 
+class BlobStore:
+    """Content-addressed blob files under ``root/blobs/sha256`` (a layout, or the base-blob cache).
+
+    Every write is streamed into a temp file beside its blob, checked against the digest, then
+    renamed: a blob file either holds exactly its digest's bytes or does not exist.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.dir = root / "blobs" / "sha256"
+
+    def path(self, digest: str) -> Path:
+        return self.dir / digest.split(":", 1)[1]
+
+    def has(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    def temp(self) -> Path:
+        """A fresh ``.partial-*`` file (mode 0644) in the blob directory."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=self.dir, prefix=".partial-")
+        os.fchmod(fd, 0o644)
+        os.close(fd)
+        return Path(name)
+
+    def put_stream(self, digest: str, chunks: Iterator[bytes], *, where: str) -> Path:
+        """Store the streamed bytes as blob ``digest``; a digest mismatch stores nothing."""
+        tmp = self.temp()
+        h = hashlib.sha256()
+        try:
+            with tmp.open("wb") as out:
+                for chunk in chunks:
+                    h.update(chunk)
+                    out.write(chunk)
+            if "sha256:" + h.hexdigest() != digest:
+                raise SourceError(
+                    f"blob content has digest sha256:{h.hexdigest()}, expected {digest}",
+                    where=where,
+                    fix="the copy it came from is corrupt: delete it (or the cache dir) and build again",
+                )
+            os.replace(tmp, self.path(digest))
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        return self.path(digest)
+
+    def put_bytes(self, data: bytes) -> str:
+        """Store a small blob held in memory; returns its digest."""
+        digest = sha256_digest(data)
+        if not self.has(digest):
+            self.put_stream(digest, iter([data]), where="blob store")
+        return digest
+
+
 class LayoutWriter:
     """Fills a (temporary) layout directory; ``finish`` writes index.json last."""
 
     def __init__(self, root: Path, previous: Path | None = None) -> None:
         self.root = root
-        self.blobs = root / "blobs" / "sha256"
-        self.blobs.mkdir(parents=True, exist_ok=True)
-        self.previous = previous / "blobs" / "sha256" if previous is not None else None
-
-    def _path(self, digest: str) -> Path:
-        return self.blobs / digest.split(":", 1)[1]
+        self.store = BlobStore(root)
+        self.store.dir.mkdir(parents=True, exist_ok=True)
+        self.previous = BlobStore(previous) if previous is not None else None
 
     def _reuse(self, digest: str, size: int) -> bool:
-        if self._path(digest).exists():
+        if self.store.has(digest):
             return True
         if self.previous is None:
             return False
-        old = self.previous / digest.split(":", 1)[1]
+        old = self.previous.path(digest)
         try:
             if old.stat().st_size != size:
                 return False
-            os.link(old, self._path(digest))
+            os.link(old, self.store.path(digest))
         except OSError:
             return False
         return True
 
     def add_bytes(self, data: bytes) -> str:
-        digest = sha256_digest(data)
-        if not self._path(digest).exists():
-            self._path(digest).write_bytes(data)
-        return digest
+        return self.store.put_bytes(data)
 
     def add_blob(self, blob: Blob) -> None:
         """Copy a blob (e.g. a base layer) in, checking its digest."""
-        if self._reuse(blob.digest, blob.size):
-            return
-        h = hashlib.sha256()
-        tmp = self._tmp()
-        with tmp.open("wb") as out:
-            for chunk in blob.chunks():
-                h.update(chunk)
-                out.write(chunk)
-        if "sha256:" + h.hexdigest() != blob.digest:
-            tmp.unlink()
-            raise SourceError(
-                f"blob content does not match {blob.digest}",
-                where="base image",
-                fix="the base image cache or layout is corrupt: delete it and build again",
-            )
-        os.replace(tmp, self._path(blob.digest))
-
-    def _tmp(self) -> Path:
-        fd, name = tempfile.mkstemp(dir=self.blobs, prefix=".partial-")
-        os.fchmod(fd, 0o644)
-        os.close(fd)
-        return Path(name)
+        if not self._reuse(blob.digest, blob.size):
+            self.store.put_stream(blob.digest, blob.chunks(), where="base image")
 
     def add_layer(
         self, layer: TarLayer, known: tuple[str, dict[str, str]] | None, progress: Progress | None = None
@@ -92,11 +118,11 @@ class LayoutWriter:
             if progress is not None:
                 progress(layer.data_size)
             return ModelLayer(layer, known[0], known[1])
-        tmp = self._tmp()
+        tmp = self.store.temp()
         try:
             with io.FileIO(tmp, "wb") as out:
                 digest, sums = layer.digest_and_write(out, progress)
-            os.replace(tmp, self._path(digest))
+            os.replace(tmp, self.store.path(digest))
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
@@ -116,24 +142,5 @@ class LayoutWriter:
         index["manifests"] = [entry.as_dict()]
         (self.root / "oci-layout").write_bytes(OCI_LAYOUT)
         (self.root / "index.json").write_bytes(json.dumps(index, sort_keys=True, indent=2).encode() + b"\n")
-        for leftover in self.blobs.glob(".partial-*"):
+        for leftover in self.store.dir.glob(".partial-*"):
             leftover.unlink()
-
-
-def read_index(root: Path) -> list[dict[str, Any]]:
-    """The manifests listed by a layout's index.json."""
-    try:
-        data = json.loads((root / "index.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise DeliveryError(f"not an OCI layout: {err}", where=str(root), fix="build it again") from None
-    manifests: list[dict[str, Any]] = data.get("manifests") or []
-    return manifests
-
-
-def blob_path(root: Path, digest: str) -> Path:
-    return root / "blobs" / "sha256" / digest.split(":", 1)[1]
-
-
-def layout_digests(root: Path) -> Sequence[str]:
-    """Digests of the manifests a layout's index points at."""
-    return [str(m["digest"]) for m in read_index(root)]
