@@ -22,6 +22,10 @@ SOURCES_DIR = "/schemas/sources"
 SCHEMA_CACHE = "/root/.cache/llm-platform/schemas"
 OUT_DIR = "/out"
 
+# `sh -c REPORT_SCRIPT OUT_DIR deliver …`: findings make deliver exit 1 but still write both reports;
+# any other exit (2: a usage or tool error, e.g. no kubeconform) or an empty report fails the function.
+REPORT_SCRIPT = 'mkdir -p "$0"; "$@" > "$0/report.json"; rc=$?; [ "$rc" -le 1 ] && test -s "$0/report.json"'
+
 
 def validate_toolbox(source: dagger.Directory, sources: dagger.Directory | None = None) -> dagger.Container:
     """Toolbox + kubeconform + a schema cache volume (+ the hermetic upstream copy, if given)."""
@@ -55,6 +59,13 @@ def _validate_args(env: str, schemas: dagger.Directory | None, sources: dagger.D
     return [*args, *_schema_args(sources)]
 
 
+def _validating(
+    source: dagger.Directory, schemas: dagger.Directory | None, sources: dagger.Directory | None
+) -> dagger.Container:
+    ctr = validate_toolbox(source, sources)
+    return ctr.with_directory(BUNDLE_DIR, schemas) if schemas is not None else ctr
+
+
 def run(
     source: dagger.Directory,
     env: str,
@@ -62,9 +73,7 @@ def run(
     sources: dagger.Directory | None,
 ) -> dagger.Container:
     """`deliver validate [--env ENV] --json`: fails (non-zero exit) on any finding."""
-    ctr = validate_toolbox(source, sources)
-    if schemas is not None:
-        ctr = ctr.with_directory(BUNDLE_DIR, schemas)
+    ctr = _validating(source, schemas, sources)
     return deliver(ctr, *_validate_args(env, schemas, sources), "--json")
 
 
@@ -75,12 +84,8 @@ def report(
     sources: dagger.Directory | None,
 ) -> dagger.Directory:
     """report.json and junit.xml of `deliver validate`, written whether or not it passes."""
-    ctr = validate_toolbox(source, sources)
-    if schemas is not None:
-        ctr = ctr.with_directory(BUNDLE_DIR, schemas)
+    ctr = _validating(source, schemas, sources)
     args = [*_validate_args(env, schemas, sources), "--json", "--junit", f"{OUT_DIR}/junit.xml"]
-    # findings make deliver exit 1 but still write both reports; no report at all is a failure
-    script = 'mkdir -p "$0" && { "$@" > "$0/report.json" || true; } && test -s "$0/report.json"'
-    return ctr.with_exec(["sh", "-c", script, OUT_DIR, "deliver", "--repo", WORKDIR, *args]).directory(
+    return ctr.with_exec(["sh", "-c", REPORT_SCRIPT, OUT_DIR, "deliver", "--repo", WORKDIR, *args]).directory(
         OUT_DIR
     )
