@@ -122,6 +122,46 @@ def test_tar_layers_are_pinned_byte_for_byte(tmp_path: Path) -> None:
     assert tarlayer.TAR_SPEC_VERSION == "modelcar-tar/1"
 
 
+GOLDEN_FILES = {
+    "models/config.json": b'{"a": 1}\n',
+    "models/empty.txt": b"",
+    "models/block.bin": bytes(range(256)) * 2,  # exactly one 512-byte block: no padding
+    "models/" + "deep/" * 3 + "w" * 120 + ".safetensors": b"x" * 1000,  # a GNU long-name entry
+    "models/tokenizer/vocab-\u00e9\u4e2d.txt": "h\u00e9llo\n".encode(),  # UTF-8 name
+}
+# The pinned bytes of modelcar-tar/1 for GOLDEN_FILES. If this changes, every modelcar digest
+# changes with it: that needs a new TAR_SPEC_VERSION (and new locks), never a silent update.
+GOLDEN_DIGEST = "sha256:b8830456cf6fdacd23c1faf03dae1d830806504fa48261e7cd84a1a865225dc3"
+
+
+def test_tar_bytes_are_pinned_across_python_versions_and_read_by_gnu_tar(tmp_path: Path, tools: Any) -> None:
+    files = []
+    for i, (name, data) in enumerate(GOLDEN_FILES.items()):
+        path = tmp_path / f"f{i}"
+        path.write_bytes(data)
+        files.append(LayerFile(name, path, len(data)))
+    layer = TarLayer(tuple(reversed(files)))  # the order given does not matter
+    out = tmp_path / "layer.tar"
+    with out.open("wb") as fh:
+        digest, _ = layer.digest_and_write(fh)  # type: ignore[arg-type]
+    assert (digest, out.stat().st_size) == (GOLDEN_DIGEST, layer.size) == (GOLDEN_DIGEST, 9728)
+    listing = subprocess.run(
+        [tools("tar"), "--numeric-owner", "-tvf", str(out)], check=True, capture_output=True, text=True
+    ).stdout.splitlines()
+    names = [line.split(" 1970-01-01 00:00 ", 1)[1] for line in listing]
+    dirs = ["models/", "models/deep/", "models/deep/deep/", "models/deep/deep/deep/", "models/tokenizer/"]
+    assert sorted(names) == sorted([*GOLDEN_FILES, *dirs])
+    assert all(line.split()[1] == "0/0" for line in listing)
+
+
+def test_layer_size_is_exact_for_files_over_8_gib_without_reading_them(tmp_path: Path) -> None:
+    huge = 9 << 30  # above the 8 GiB ustar limit: GNU base-256 size field
+    layer = TarLayer((LayerFile("models/huge.safetensors", tmp_path / "never-read", huge),))
+    assert layer.size == 512 + 512 + huge + 1024  # dir entry, file header, data (no padding), end
+    header = tarfile.TarInfo.frombuf(layer.entries[1].header, "utf-8", "strict")
+    assert (header.name, header.size) == ("models/huge.safetensors", huge)
+
+
 def test_same_digest_whatever_mtime_umask_listing_order_and_cwd(
     deliver: Any, repo_copy: Path, busybox_base: BaseLayout, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -304,3 +344,39 @@ def test_two_platform_index_shares_the_model_layers_in_the_layout_and_the_regist
             check=True, capture_output=True, text=True,
         ).stdout  # fmt: skip
         assert json.loads(info)["Layers"][1:] == model_layers
+
+
+def test_a_base_pinned_in_a_registry_is_resolved_per_platform_and_cached(
+    deliver: Any, repo_copy: Path, registry: Any, tmp_path: Path, tools: Any
+) -> None:
+    skopeo = tools("skopeo")
+    busybox = Path(tools("busybox")).resolve()
+    arm64 = fake_arm64_busybox_for_tests(tmp_path / "busybox-arm64")
+    base = build_busybox_index({"linux/amd64": busybox, "linux/arm64": arm64}, tmp_path / "base")
+    subprocess.run(
+        [skopeo, "copy", "--all", "--preserve-digests", "--dest-tls-verify=false",
+         f"oci:{base.path}:latest", f"docker://{registry.host}/bases/busybox:1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    src = small_model(tmp_path / "model")
+    remote_ref = f"{registry.host}/bases/busybox:1@{base.index_digest}"
+    write_spec(repo_copy, "remote", remote_ref, layerThreshold=THRESHOLD, platforms=["linux/arm64"])
+    cache = tmp_path / "cache"
+    built = _build(deliver, repo_copy, "remote", src, cache=cache)
+    manifest = _manifest(Path(built["output"]))
+    arm64_base = json.loads(_blob(base.path, base.manifests["linux/arm64"]))
+    assert manifest["layers"][0] == arm64_base["layers"][0]  # the arm64 base layer, as it is
+    assert manifest["annotations"]["org.opencontainers.image.base.name"] == remote_ref
+    assert manifest["annotations"]["org.opencontainers.image.base.digest"] == base.manifests["linux/arm64"]
+    cached = {p.name for p in (cache / "blobs" / "sha256").iterdir()}
+    assert {
+        base.index_digest[7:],
+        base.manifests["linux/arm64"][7:],
+        arm64_base["layers"][0]["digest"][7:],
+    } <= cached
+    assert base.manifests["linux/amd64"][7:] not in cached  # only the platform asked for is fetched
+    # The cache now holds every base blob: the same build works with the registry gone.
+    gone = remote_ref.replace(registry.host, "127.0.0.1:9")
+    write_spec(repo_copy, "remote", gone, layerThreshold=THRESHOLD, platforms=["linux/arm64"])
+    again = _build(deliver, repo_copy, "remote", src, "--output", str(tmp_path / "again"), cache=cache)
+    assert again["layers"] == built["layers"]

@@ -15,7 +15,7 @@ from typing import Any
 
 from delivery import yamlio
 from delivery.modelcar.busybox import BaseLayout
-from test_modelcar_helpers import point_env_at, write_spec
+from test_modelcar_helpers import point_env_at, sha256_file, write_spec
 
 pytest_plugins = ("test_modelcar_helpers",)  # fixtures: busybox_base, minilm_dir
 
@@ -137,6 +137,8 @@ def test_published_modelcar_runs_like_kserve_runs_it(
             sha, _, name = line.partition("  ")
             seen[name] = f"sha256:{sha}"
         assert seen == {f["path"]: f["sha256"] for f in lock["files"]}
+        # ... and the lock's sums are those of the source files, hashed here independently
+        assert seen == {path: "sha256:" + sha256_file(minilm_dir / path) for path in seen}
         assert "model.safetensors" in seen
     finally:
         subprocess.run([runc, "kill", sidecar_id, "KILL"], capture_output=True)
