@@ -166,8 +166,12 @@ def test_same_digest_whatever_mtime_umask_listing_order_and_cwd(
     deliver: Any, repo_copy: Path, busybox_base: BaseLayout, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = small_model(tmp_path / "one")
-    write_spec(repo_copy, "tiny", busybox_base.spec_ref, layerThreshold=THRESHOLD)
+    # the base inside the repo, named relative to it, as a checked-in air-gapped base would be
+    shutil.copytree(busybox_base.path, repo_copy / "bases" / "busybox")
+    base_ref = f"oci-layout:bases/busybox@{busybox_base.index_digest}"
+    write_spec(repo_copy, "tiny", base_ref, layerThreshold=THRESHOLD)
     a = _build(deliver, repo_copy, "tiny", first, "--no-cache")
+    lock_a = (repo_copy / "modelcars" / "tiny.lock.yaml").read_text()
     # The same bytes, written in reverse order under another umask, with other mtimes, from another cwd.
     second = tmp_path / "two" / "nested"
     old = os.umask(0o077)
@@ -181,10 +185,17 @@ def test_same_digest_whatever_mtime_umask_listing_order_and_cwd(
     finally:
         os.umask(old)
     assert (second / "config.json").stat().st_mode & 0o777 == 0o600
+    # ... and from a checkout of the repo at another path (another machine), from another cwd.
+    elsewhere = tmp_path / "elsewhere" / "checkout"
+    shutil.copytree(
+        repo_copy, elsewhere, ignore=shutil.ignore_patterns("out", ".cache-deliver", "*.lock.yaml")
+    )
     monkeypatch.chdir(tmp_path / "two")
-    b = _build(deliver, repo_copy, "tiny", second, "--output", str(tmp_path / "other-out"), "--no-cache")
+    b = _build(deliver, elsewhere, "tiny", second, "--output", str(tmp_path / "other-out"), "--no-cache")
     assert a["digest"] == b["digest"]
     assert a["layers"] == b["layers"]
+    assert (elsewhere / "modelcars" / "tiny.lock.yaml").read_text() == lock_a  # the lock too, byte for byte
+    assert str(tmp_path) not in lock_a  # no local path in it
 
 
 def test_lock_is_deterministic_and_names_each_env_image(
