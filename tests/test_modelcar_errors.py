@@ -292,3 +292,30 @@ def test_busybox_base_refuses_a_binary_of_another_architecture(
     bad = deliver("modelcar", "busybox-base", "--busybox", str(not_elf), "--output", str(out))
     assert bad.code == 2 and "not an ELF binary" in bad.err
     assert not out.exists() and list(tmp_path.glob(".base*")) == []  # nothing written
+
+
+def test_half_given_registry_credentials_are_one_clear_error(
+    deliver: Any, repo_copy: Path, busybox_base: BaseLayout, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_spec(repo_copy, "tiny", busybox_base.spec_ref)
+    point_env_at(repo_copy, "dev", "127.0.0.1:9")
+    src = str(small_model(tmp_path / "m"))
+    empty = tmp_path / "empty-password"
+    empty.write_text("\n")
+    cases = {
+        "password, no user": ([], "s3cret-from-env", "a registry password was given without --username"),
+        "user, no password": (["--username", "bob"], None, "--username bob needs a password"),
+        "empty password file": (["--username", "bob", "--password-file", str(empty)], None, "is empty"),
+    }
+    for case, (args, env_password, expected) in cases.items():
+        if env_password:
+            monkeypatch.setenv("DELIVER_REGISTRY_PASSWORD", env_password)
+        else:
+            monkeypatch.delenv("DELIVER_REGISTRY_PASSWORD", raising=False)
+        result = deliver(
+            "modelcar", "publish", "tiny", "--env", "dev", "--source", src, *args, repo=repo_copy
+        )
+        assert result.code == 2, (case, result.err)
+        assert expected in result.err and "fix:" in result.err, case
+        assert "s3cret-from-env" not in result.out + result.err
+    assert not (repo_copy / "modelcars" / "tiny.lock.yaml").exists()

@@ -16,7 +16,7 @@ from delivery.modelcar.build import BuildOptions, BuiltImage, build_layout, publ
 from delivery.modelcar.busybox import build_busybox_index
 
 F = TypeVar("F", bound=Callable[..., Any])
-PASSWORD_VARS = ("DELIVER_REGISTRY_PASSWORD", "REGISTRY_PASSWORD")
+PASSWORD_VAR = "DELIVER_REGISTRY_PASSWORD"
 
 
 def source_options(fn: F) -> F:
@@ -108,20 +108,37 @@ def build_cmd(ctx: click.Context, /, name: str, output: Path | None, as_json: bo
         click.echo(f"lock {'written' if result.lock_written else 'unchanged'}: modelcars/{name}.lock.yaml")
 
 
-def _password(password_file: Path | None) -> str | None:
+def _password(username: str | None, password_file: Path | None) -> str | None:
+    """The registry password from --password-file or $DELIVER_REGISTRY_PASSWORD; it needs --username."""
+    password, origin = None, ""
     if password_file is not None:
+        origin = str(password_file)
         try:
-            return password_file.read_text(encoding="utf-8").strip() or None
+            password = password_file.read_text(encoding="utf-8").strip()
         except OSError as err:
             raise UsageError(
                 f"cannot read the password file: {err.strerror}",
-                where=str(password_file),
+                where=origin,
                 fix="pass a readable file holding only the password",
             ) from None
-    for var in PASSWORD_VARS:
-        if os.environ.get(var):
-            return os.environ[var]
-    return None
+        if not password:
+            raise UsageError("the password file is empty", where=origin, fix="write the password into it")
+    elif os.environ.get(PASSWORD_VAR):
+        password, origin = os.environ[PASSWORD_VAR], f"${PASSWORD_VAR}"
+    if password and not username:
+        raise UsageError(
+            "a registry password was given without --username",
+            where=origin,
+            fix="add --username (Artifact Registry: oauth2accesstoken), or drop the password to use "
+            "docker config / Google credentials",
+        )
+    if username and not password:
+        raise UsageError(
+            f"--username {username} needs a password",
+            where="modelcar publish",
+            fix=f"pass --password-file FILE or set ${PASSWORD_VAR}",
+        )
+    return password
 
 
 @modelcar_group.command("publish")
@@ -148,7 +165,7 @@ def publish_cmd(
 ) -> None:
     """Build modelcar NAME and push it to ENV's registry; prints the oci://...@sha256 reference."""
     repo = resolved_repo(ctx)
-    password = _password(password_file)
+    password = _password(username, password_file)
     with console.ProgressReporter(quiet=as_json) as reporter:
         result = publish(repo, name, env, _options(kw), reporter, username=username, password=password)
     if as_json:

@@ -150,7 +150,7 @@ def resolve_credentials(
             raise ConfigError(
                 "a registry username needs a password and vice versa",
                 where=f"credentials for {registry}",
-                fix="pass both --username and --password (or neither, to use docker config)",
+                fix="give both a username and a password (or neither, to use docker config)",
             )
         return Credentials(
             source="explicit --username/--password",
