@@ -138,8 +138,11 @@ def test_demo_labelled_resource_in_routing(repo_copy: Path) -> None:
         "llm-platform/layer: routing\n    llm-platform/demo: 'true'",
     )
     (f,) = only(repo_copy, "staging", "demo-on-request-path")
-    assert (
-        f.resource == "Gateway/inference/inference-gateway" and "labelled llm-platform/demo=true" in f.message
+    assert f.resource == "Gateway/inference/inference-gateway"
+    assert f.path == "/metadata/labels/llm-platform~1demo"
+    assert f.message == (
+        "the routing layer holds a resource labelled llm-platform/demo=true; "
+        "demos are illustrations and must never be on the request path"
     )
 
 
@@ -160,7 +163,11 @@ def test_llm_d_with_one_gpu(repo_copy: Path) -> None:
 def test_llm_d_asking_for_more_gpus_than_the_pool(repo_copy: Path) -> None:
     edit(repo_copy, LLMD, "  prefill:\n    replicas: 1", "  prefill:\n    replicas: 4")
     (f,) = only(repo_copy, "prod", "llm-d-gpus")
-    assert "asks for 5 GPUs (decode 1 + prefill 4) but env 'prod' has" in f.message
+    assert f.resource == "LLMInferenceService/llm-d/qwen2.5-0.5b-instruct-llm-d" and f.path == "/spec"
+    assert f.message == (
+        "llm-d asks for 5 GPUs (decode 1 + prefill 4) but env 'prod' has "
+        "gpu.perNode 1 x gpu.maxNodes 4 = 4 GPU(s)"
+    )
 
 
 def test_secret_with_data(repo_copy: Path) -> None:
@@ -197,7 +204,11 @@ def test_application_without_project_or_destination(repo_copy: Path) -> None:
 def test_application_naming_an_undefined_project(repo_copy: Path) -> None:
     edit(repo_copy, KEDA_APP, "project: platform", "project: default")
     (f,) = only(repo_copy, "dev", "app-project-destination")
-    assert "names AppProject 'default', which no layer defines" in f.message
+    assert f.resource == "Application/argocd/keda" and f.path == "/spec/project"
+    assert f.message == (
+        "Application names AppProject 'default', which no layer defines "
+        "(defined: demos, layers, llm-gateway, platform, routing, serving)"
+    )
 
 
 @pytest.mark.parametrize("revision", ["^2.20.0", "2.x", "latest", "*", ">=2.0.0 <3.0.0", ""])
@@ -245,6 +256,11 @@ def test_root_on_the_wrong_branch(repo_copy: Path) -> None:
     edit(repo_copy, "clusters/prod/root.yaml", "targetRevision: main", "targetRevision: HEAD")
     (f,) = only(repo_copy, "prod", "repo-branch")
     assert f.file == "clusters/prod/root.yaml" and f.resource == "Application/argocd/layer-platform"
+    assert f.path == "/spec/source/targetRevision"
+    assert f.message == (
+        "the platform repo source tracks 'HEAD', but env 'prod' tracks repoBranch 'main' "
+        "(environments/prod/config.yaml); set targetRevision: main"
+    )
 
 
 @pytest.mark.parametrize(
