@@ -372,6 +372,20 @@ def test_a_base_pinned_in_a_registry_is_resolved_per_platform_and_cached(
     src = small_model(tmp_path / "model")
     remote_ref = f"{registry.host}/bases/busybox:1@{base.index_digest}"
     write_spec(repo_copy, "remote", remote_ref, layerThreshold=THRESHOLD, platforms=["linux/arm64"])
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    unwritable = deliver(
+        "modelcar",
+        "build",
+        "remote",
+        "--source",
+        str(src),
+        "--cache-dir",
+        str(blocked / "cache"),
+        repo=repo_copy,
+    )
+    assert unwritable.code == 1 and "cannot write a blob" in unwritable.err and "fix:" in unwritable.err
+    assert "Traceback" not in unwritable.err and not (repo_copy / "out").exists()
     cache = tmp_path / "cache"
     built = _build(deliver, repo_copy, "remote", src, cache=cache)
     manifest = _manifest(Path(built["output"]))

@@ -319,3 +319,16 @@ def test_half_given_registry_credentials_are_one_clear_error(
         assert expected in result.err and "fix:" in result.err, case
         assert "s3cret-from-env" not in result.out + result.err
     assert not (repo_copy / "modelcars" / "tiny.lock.yaml").exists()
+
+
+def test_an_unwritable_lock_is_one_clear_error(
+    deliver: Any, repo_copy: Path, busybox_base: BaseLayout, tmp_path: Path
+) -> None:
+    write_spec(repo_copy, "tiny", busybox_base.spec_ref)
+    (repo_copy / "modelcars" / "tiny.lock.yaml").mkdir()  # something that is not a file is in the way
+    result = deliver(
+        "modelcar", "build", "tiny", "--source", str(small_model(tmp_path / "m")), repo=repo_copy
+    )
+    assert result.code == 1, result.err
+    assert "cannot write the lock" in result.err and "fix:" in result.err and "Traceback" not in result.err
+    assert list((repo_copy / "modelcars").glob(".tiny.lock.yaml.*")) == []  # no temp file left

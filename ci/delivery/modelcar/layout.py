@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from delivery.errors import SourceError
+from delivery.errors import DeliveryError, SourceError
 from delivery.modelcar.image import ANNOTATION_REF_NAME, Descriptor, ModelLayer
 from delivery.modelcar.tarlayer import Progress, TarLayer
 from delivery.oci.blobs import Blob, sha256_digest
@@ -44,8 +44,11 @@ class BlobStore:
 
     def temp(self) -> Path:
         """A fresh ``.partial-*`` file (mode 0644) in the blob directory."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=self.dir, prefix=".partial-")
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(dir=self.dir, prefix=".partial-")
+        except OSError as err:
+            raise _unwritable(self.dir, err) from None
         os.fchmod(fd, 0o644)
         os.close(fd)
         return Path(name)
@@ -55,10 +58,13 @@ class BlobStore:
         tmp = self.temp()
         h = hashlib.sha256()
         try:
-            with tmp.open("wb") as out:
-                for chunk in chunks:
-                    h.update(chunk)
-                    out.write(chunk)
+            try:
+                with tmp.open("wb") as out:
+                    for chunk in chunks:
+                        h.update(chunk)
+                        out.write(chunk)
+            except OSError as err:
+                raise _unwritable(self.dir, err) from None
             if "sha256:" + h.hexdigest() != digest:
                 raise SourceError(
                     f"blob content has digest sha256:{h.hexdigest()}, expected {digest}",
@@ -77,6 +83,14 @@ class BlobStore:
         if not self.has(digest):
             self.put_stream(digest, iter([data]), where="blob store")
         return digest
+
+
+def _unwritable(where: Path, err: OSError) -> DeliveryError:
+    return DeliveryError(
+        f"cannot write a blob: {err.strerror or err}",
+        where=str(where),
+        fix="free disk space, or pass a writable --cache-dir / --output",
+    )
 
 
 class LayoutWriter:

@@ -15,7 +15,7 @@ from typing import Any
 
 from delivery import yamlio
 from delivery.config import list_envs, load_env
-from delivery.errors import ConfigError
+from delivery.errors import ConfigError, DeliveryError
 from delivery.fsutil import atomic_write_text
 from delivery.modelcar.spec import ModelcarSpec
 from delivery.modelcar.tarlayer import TAR_SPEC_VERSION
@@ -70,7 +70,14 @@ def write_lock(repo: Path, data: dict[str, Any]) -> bool:
     text = render(data)
     if path.is_file() and path.read_text(encoding="utf-8") == text:
         return False
-    atomic_write_text(path, text)
+    try:
+        atomic_write_text(path, text)
+    except OSError as err:
+        raise DeliveryError(
+            f"cannot write the lock: {err.strerror or err}",
+            where=str(path),
+            fix="make modelcars/ writable (the image itself was built/pushed: run the command again)",
+        ) from None
     return True
 
 
