@@ -360,3 +360,23 @@ def test_check_json_lists_each_drifted_file(deliver, repo_copy: Path) -> None:  
             "fix": "run: deliver layers render --env prod --write",
         }
     ]
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_every_gpu_namespace_has_a_local_queue_on_the_gpu_cluster_queue(env: str) -> None:
+    """Kueue v1beta2: a LocalQueue wherever GPU pods run, pointing at the ClusterQueue of the GPU flavor."""
+    docs = load_layer_manifests(REPO, env)
+    (cq,) = [m.doc for m in docs if m.kind == "ClusterQueue"]
+    queues = {m.namespace: m.doc for m in docs if m.kind == "LocalQueue"}
+    workloads = ("Deployment", "InferenceService", "LLMInferenceService")
+    gpu_namespaces = {m.namespace for m in docs if m.kind in workloads and "'nvidia.com/gpu'" in str(m.doc)}
+    assert gpu_namespaces and gpu_namespaces <= set(queues), (gpu_namespaces, sorted(queues))
+    selector = cq["spec"]["namespaceSelector"]["matchLabels"]
+    namespaces = {m.name: m.doc for m in docs if m.kind == "Namespace"}
+    for ns, queue in queues.items():
+        assert queue["apiVersion"] == "kueue.x-k8s.io/v1beta2"
+        assert queue["spec"]["clusterQueue"] == cq["metadata"]["name"]
+        assert namespaces[ns]["metadata"]["labels"].items() >= selector.items(), ns
+    (resources,) = [g["flavors"][0]["resources"] for g in cq["spec"]["resourceGroups"]]
+    quota = str(envconfig.load_env(REPO, env).gpu.max_gpus)
+    assert {"name": "nvidia.com/gpu", "nominalQuota": quota} in resources

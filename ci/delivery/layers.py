@@ -778,8 +778,10 @@ def serving_layer(cfg: EnvConfig, pins: Pins, car: Modelcar) -> LayerBuild:
         "serving-namespaces",
         SERVING_NS,
         -5,
-        [_namespace(cfg, "serving", SERVING_NS, **{KUEUE_MANAGED_LABEL: "true"})]
-        + ([_namespace(cfg, "serving", LLMD_NS)] if cfg.features.llm_d else []),
+        [
+            _namespace(cfg, "serving", ns, **{KUEUE_MANAGED_LABEL: "true"})
+            for ns in ([SERVING_NS, LLMD_NS] if cfg.features.llm_d else [SERVING_NS])
+        ],
     )
     if cfg.features.kserve or cfg.features.llm_d:
         b.helm_app("kserve-crd", pins.chart("kserve-crd"), "kserve", -3, server_side=True)
@@ -844,7 +846,14 @@ def serving_layer(cfg: EnvConfig, pins: Pins, car: Modelcar) -> LayerBuild:
         b.git_app("kserve-modelcar", SERVING_NS, 1, [isvc])
     if cfg.features.llm_d:
         with_gateway = "routing" in layers_for(cfg.profile)
-        b.git_app("llm-d", LLMD_NS, 1, [_llm_inference_service(cfg, car, with_gateway)])
+        llmd_queue = {
+            # GPU batch work beside llm-d queues on the same ClusterQueue (the llm-d pods are not gated)
+            "apiVersion": "kueue.x-k8s.io/v1beta2",
+            "kind": "LocalQueue",
+            "metadata": _meta(cfg, "serving", GPU_QUEUE, LLMD_NS),
+            "spec": {"clusterQueue": GPU_QUEUE},
+        }
+        b.git_app("llm-d", LLMD_NS, 1, [llmd_queue, _llm_inference_service(cfg, car, with_gateway)])
     return b
 
 
