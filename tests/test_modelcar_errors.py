@@ -332,3 +332,21 @@ def test_an_unwritable_lock_is_one_clear_error(
     assert result.code == 1, result.err
     assert "cannot write the lock" in result.err and "fix:" in result.err and "Traceback" not in result.err
     assert list((repo_copy / "modelcars").glob(".tiny.lock.yaml.*")) == []  # no temp file left
+
+
+def test_lock_refuses_to_leave_out_an_environment_whose_config_is_broken(repo_copy: Path) -> None:
+    from delivery.errors import ConfigError
+    from delivery.modelcar import lock as lockmod
+    from delivery.modelcar.spec import load_spec
+
+    spec = load_spec(repo_copy, "qwen2.5-0.5b-instruct")
+    digest = "sha256:" + "ab" * 32
+    images = lockmod.env_images(repo_copy, spec, digest)
+    assert set(images) == {"dev", "staging", "prod"}
+    assert images["prod"].endswith(f"/qwen2.5-0.5b-instruct@{digest}")
+    cfg = repo_copy / "environments/staging/config.yaml"
+    cfg.write_text(cfg.read_text().replace("profile: llm-gateway", "profile: nope"))
+    with pytest.raises(ConfigError) as exc:
+        lockmod.env_images(repo_copy, spec, digest)
+    assert "environments/staging/config.yaml" in exc.value.render()
+    assert "profile" in exc.value.render()

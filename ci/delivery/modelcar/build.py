@@ -18,7 +18,7 @@ from typing import Any
 
 from delivery.config import list_envs, load_env
 from delivery.console import ProgressReporter
-from delivery.errors import DeliveryError, Problem, UsageError, ValidationFailed
+from delivery.errors import ConfigError, DeliveryError, Problem, UsageError, ValidationFailed
 from delivery.fsutil import atomic_directory
 from delivery.modelcar import lock as lockmod
 from delivery.modelcar.base import resolve_base
@@ -302,7 +302,7 @@ def _mount_sources(repo: Path, env: str, host: str, repository: str) -> list[str
             continue
         try:
             cfg = load_env(repo, other)
-        except Exception:  # a broken other env must not block this publish
+        except ConfigError:  # mounting is only a shortcut: a broken other env must not block this publish
             continue
         ref = lockmod.env_repository(cfg.registry, repository)
         if ref.registry == host and ref.repository not in out:

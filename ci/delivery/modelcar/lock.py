@@ -15,7 +15,7 @@ from typing import Any
 
 from delivery import yamlio
 from delivery.config import list_envs, load_env
-from delivery.errors import ConfigError, DeliveryError
+from delivery.errors import ConfigError, DeliveryError, Problem
 from delivery.fsutil import atomic_write_text
 from delivery.modelcar.spec import ModelcarSpec
 from delivery.modelcar.tarlayer import TAR_SPEC_VERSION
@@ -39,14 +39,22 @@ def env_repository(registry: str, repository: str) -> ImageRef:
 
 
 def env_images(repo: Path, spec: ModelcarSpec, digest: str) -> dict[str, str]:
-    """Every environment's ``oci://`` URI for this image (only envs whose config loads)."""
+    """Every environment's ``oci://`` URI for this image.
+
+    A lock must name every environment: a config that does not load is an error (all its problems),
+    never a silently missing entry.
+    """
     images = {}
+    problems: list[Problem] = []
     for env in list_envs(repo):
         try:
             cfg = load_env(repo, env)
-        except ConfigError:
+        except ConfigError as err:
+            problems.extend(err.problems)
             continue
         images[env] = env_repository(cfg.registry, spec.repository).with_digest(digest).oci_uri
+    if problems:
+        raise ConfigError.of(problems)
     return images
 
 
