@@ -169,6 +169,17 @@ def test_cluster_without_dataplane_v2_or_workload_identity_is_caught(repo_copy: 
     assert "not on Dataplane V2" in found and "no Workload Identity" in found
 
 
+def test_cluster_without_dcgm_metrics_is_caught(repo_copy: Path) -> None:
+    cluster = repo_copy / MODULE / "cluster.tf"
+    edit(
+        cluster,
+        '    enable_components = ["SYSTEM_COMPONENTS", "DCGM"]\n',
+        '    enable_components = ["SYSTEM_COMPONENTS"]\n',
+    )
+    found = problems_of(repo_copy)
+    assert len(found) == 1 and "does not enable GKE's DCGM metrics" in found[0]
+
+
 @pytest.mark.parametrize(
     ("where", "snippet", "expected"),
     [

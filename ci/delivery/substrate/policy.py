@@ -99,7 +99,7 @@ def gpu_pool_tainted_with_driver(module: Module, repo: Path | None) -> list[Prob
 
 
 def cluster_baseline(module: Module, repo: Path | None) -> list[Problem]:
-    """GKE clusters: Workload Identity and Dataplane V2 (NetworkPolicy enforced; creation-time only)."""
+    """GKE clusters: Workload Identity, Dataplane V2 (NetworkPolicy; creation-time only), DCGM metrics."""
     found = []
     for cluster in module.of_kind("resource"):
         if cluster.labels[0] != "google_container_cluster":
@@ -111,6 +111,17 @@ def cluster_baseline(module: Module, repo: Path | None) -> list[Problem]:
                     cluster,
                     "cluster has no Workload Identity",
                     'add workload_identity_config { workload_pool = "${var.project_id}.svc.id.goog" }',
+                    repo,
+                )
+            )
+        monitoring = nested(cluster.body, "monitoring_config")
+        if not any("DCGM" in (m.get("enable_components") or []) for m in monitoring):
+            found.append(
+                problem(
+                    cluster,
+                    "cluster does not enable GKE's DCGM metrics (the GPU metrics the platform scrapes)",
+                    'add monitoring_config { enable_components = ["SYSTEM_COMPONENTS", "DCGM"] '
+                    "managed_prometheus { enabled = true } }",
                     repo,
                 )
             )

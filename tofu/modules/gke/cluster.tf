@@ -26,6 +26,15 @@ resource "google_container_cluster" "this" {
     workload_pool = local.workload_pool
   }
 
+  # GKE's managed DCGM exporter (GPU metrics, scraped by the platform's PodMonitor) needs the DCGM
+  # monitoring package, which in turn needs managed Prometheus.
+  monitoring_config {
+    enable_components = ["SYSTEM_COMPONENTS", "DCGM"]
+    managed_prometheus {
+      enabled = true
+    }
+  }
+
   depends_on = [google_project_service.cluster]
 }
 
