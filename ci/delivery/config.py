@@ -48,11 +48,34 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
+    """Base of every typed YAML document: unknown keys are errors, no type coercion, immutable."""
+
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=False)
 
 
-class Cluster(_Strict):
+class LocatedDocument(Strict):
+    """A top-level document that knows its name and the file it came from (set by its loader)."""
+
+    _name: str = PrivateAttr(default="")
+    _path: Path = PrivateAttr(default=Path())
+
+    @property
+    def name(self) -> str:
+        """The document's name (its directory or file stem)."""
+        return self._name
+
+    @property
+    def path(self) -> Path:
+        """The file it was loaded from, relative to the repo root."""
+        return self._path
+
+    def _locate(self, name: str, path: Path) -> None:
+        self._name = name
+        self._path = path
+
+
+class Cluster(Strict):
     name: Annotated[str, Field(pattern=r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")]
     project_id: Annotated[str, Field(alias="projectID", pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")]
     location: Annotated[str, Field(pattern=r"^[a-z]+-[a-z]+[0-9]+-[a-z]$")]
@@ -64,7 +87,7 @@ class Cluster(_Strict):
         return self.location.rsplit("-", 1)[0]
 
 
-class Gpu(_Strict):
+class Gpu(Strict):
     type: GpuType
     machine_type: Annotated[str, Field(alias="machineType", pattern=r"^[a-z][a-z0-9]*-[a-z0-9-]+$")]
     per_node: Annotated[int, Field(alias="perNode", ge=1, le=8)]
@@ -81,14 +104,14 @@ class Gpu(_Strict):
         return self.per_node * self.max_nodes
 
 
-class Features(_Strict):
+class Features(Strict):
     llm_d: bool = Field(default=False, alias="llm-d")
     kserve: bool = True
     autoscaling: bool = True
     demos: bool = False
 
 
-class FreezeWindow(_Strict):
+class FreezeWindow(Strict):
     start: Annotated[datetime, Field(strict=False)]
     end: Annotated[datetime, Field(strict=False)]
     reason: Annotated[str, Field(min_length=1)]
@@ -101,7 +124,7 @@ class FreezeWindow(_Strict):
         return value
 
 
-class Promotion(_Strict):
+class Promotion(Strict):
     source: Annotated[str | None, Field(alias="from")] = None
     soak: Annotated[str, Field(pattern=DURATION.pattern)] = "0s"
     approval_required: Annotated[bool, Field(alias="approvalRequired")] = False
@@ -112,12 +135,12 @@ class Promotion(_Strict):
         return parse_duration(self.soak)
 
 
-class Serving(_Strict):
+class Serving(Strict):
     model: Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")]
     max_replicas: Annotated[int, Field(alias="maxReplicas", ge=1, le=64)] = 1
 
 
-class EnvConfig(_Strict):
+class EnvConfig(LocatedDocument):
     cluster: Cluster
     repo_url: Annotated[
         str, Field(alias="repoURL", pattern=r"^(https://[^\s/]+/\S+|ssh://\S+|git@[^\s:]+:\S+)$")
@@ -133,19 +156,6 @@ class EnvConfig(_Strict):
     features: Features = Features()
     promotion: Promotion = Promotion()
     serving: Serving
-
-    _name: str = PrivateAttr(default="")
-    _path: Path = PrivateAttr(default=Path())
-
-    @property
-    def name(self) -> str:
-        """The environment name (its directory under environments/)."""
-        return self._name
-
-    @property
-    def path(self) -> Path:
-        """The config file this was loaded from, relative to the repo root."""
-        return self._path
 
 
 _YAML_TYPE = {

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
 from delivery import yamlio
-from delivery.config import EnvConfig
+from delivery.config import EnvConfig, Strict, load_typed
 from delivery.errors import ConfigError, Problem
 from delivery.fsutil import atomic_directory
 from delivery.modelcar.lock import env_repository, lock_path, read_lock
@@ -74,11 +74,7 @@ AGENTGATEWAY_METRICS_PORT = 15020
 # --------------------------------------------------------------------------- pins
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=False)
-
-
-class ChartPin(_Strict):
+class ChartPin(Strict):
     """A Helm chart: a classic repo + ``chart``, or a native OCI source (``oci://…/<chart>``)."""
 
     repo_url: Annotated[str, Field(alias="repoURL", pattern=r"^(https://|oci://)\S+$")]
@@ -86,7 +82,7 @@ class ChartPin(_Strict):
     version: Annotated[str, Field(pattern=r"^v?\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$")]
 
 
-class CrdSource(_Strict):
+class CrdSource(Strict):
     """CRDs shipped as YAML in an upstream git repository at a release tag."""
 
     repo_url: Annotated[str, Field(alias="repoURL", pattern=r"^https://\S+$")]
@@ -95,13 +91,13 @@ class CrdSource(_Strict):
     include: str
 
 
-class Pins(_Strict):
+class Pins(Strict):
     """clusters/pins.yaml: every chart version, CRD source and image digest the layers deploy."""
 
     charts: dict[str, ChartPin]
     crds: dict[str, CrdSource]
     images: dict[str, Annotated[str, Field(pattern=r"^\S+@sha256:[0-9a-f]{64}$")]]
-    modelcars: dict[str, Annotated[str, Field(pattern=DIGEST.pattern)]] = {}
+    modelcars: dict[str, Annotated[str, Field(pattern=DIGEST.pattern)]] = Field(default_factory=dict)
 
     def chart(self, name: str) -> ChartPin:
         return _pick(self.charts, name, "charts")
@@ -121,17 +117,8 @@ def _pick(table: dict[str, _T], name: str, section: str) -> _T:
 
 def load_pins(repo: Path) -> Pins:
     """Load and check clusters/pins.yaml (all problems at once)."""
-    data = yamlio.load_file(repo / PINS_FILE, PINS_FILE)
-    try:
-        return Pins.model_validate(yamlio.plain(data))
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            keypath = ".".join(str(p) for p in err["loc"])
-            line = yamlio.line_of(data, list(err["loc"]))
-            where = f"{PINS_FILE}:{line}" if line else str(PINS_FILE)
-            problems.append(Problem(where, f"{keypath}: {err['msg']} (got {err.get('input')!r})", "fix it"))
-        raise ConfigError.of(problems) from None
+    pins, _ = load_typed(repo / PINS_FILE, PINS_FILE, Pins, docs=f"the comments in {PINS_FILE}")
+    return pins
 
 
 # --------------------------------------------------------------------------- the modelcar

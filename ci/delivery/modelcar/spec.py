@@ -23,10 +23,10 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import Field, field_validator
 
 from delivery import yamlio
-from delivery.config import load_typed
+from delivery.config import LocatedDocument, Strict, load_typed
 from delivery.errors import ConfigError, Problem, UsageError, raise_if
 from delivery.oci.blobs import is_digest
 from delivery.oci.reference import ImageRef, is_repository_name
@@ -47,11 +47,7 @@ DEFAULT_LAYER_THRESHOLD = 16 << 20
 DEFAULT_UID = 65532
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=False)
-
-
-class Source(_Strict):
+class Source(Strict):
     repo: Annotated[str, Field(pattern=HF_REPO_ID.pattern)]
     revision: str
 
@@ -74,7 +70,7 @@ def _check_pattern(value: str) -> str:
     return value
 
 
-class ModelcarSpec(_Strict):
+class ModelcarSpec(LocatedDocument):
     source: Source
     include: Annotated[tuple[str, ...], Field(strict=False, min_length=1)] = DEFAULT_INCLUDE
     exclude: Annotated[tuple[str, ...], Field(strict=False)] = ()
@@ -83,9 +79,6 @@ class ModelcarSpec(_Strict):
     uid: Annotated[int, Field(ge=1, le=2_147_483_647)] = DEFAULT_UID
     repository: str
     layer_threshold: Annotated[int, Field(alias="layerThreshold", ge=1 << 10)] = DEFAULT_LAYER_THRESHOLD
-
-    _name: str = PrivateAttr(default="")
-    _path: Path = PrivateAttr(default=Path())
 
     @field_validator("include", "exclude")
     @classmethod
@@ -131,16 +124,6 @@ class ModelcarSpec(_Strict):
         return value
 
     @property
-    def name(self) -> str:
-        """The spec's name (modelcars/<name>.yaml)."""
-        return self._name
-
-    @property
-    def path(self) -> Path:
-        """The spec file, relative to the repo root."""
-        return self._path
-
-    @property
     def excluded(self) -> tuple[str, ...]:
         """Exclude patterns including the ones that always apply."""
         return (*ALWAYS_EXCLUDED, *self.exclude)
@@ -183,8 +166,7 @@ def load_spec(repo: Path, name: str) -> ModelcarSpec:
         )
     shown = path.relative_to(repo)
     spec, data = load_typed(path, shown, ModelcarSpec, docs="README: Modelcars, the spec table")
-    spec._name = name
-    spec._path = shown
+    spec._locate(name, shown)
     raise_if(_semantic_problems(spec, data), ConfigError)
     return spec
 
