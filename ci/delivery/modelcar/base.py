@@ -26,7 +26,7 @@ from delivery.modelcar.image import (
 )
 from delivery.modelcar.layout import BlobStore
 from delivery.modelcar.spec import LAYOUT_PREFIX
-from delivery.oci.blobs import CHUNK_SIZE, Blob, sha256_digest
+from delivery.oci.blobs import Blob, read_file_chunks, sha256_digest
 
 _INDEX_TYPES = {MT_INDEX, MT_DOCKER_LIST}
 
@@ -43,9 +43,7 @@ class LazyBlob:
 
     def chunks(self) -> Iterator[bytes]:
         self.ensure()
-        with self.path.open("rb") as fh:
-            while chunk := fh.read(CHUNK_SIZE):
-                yield chunk
+        yield from read_file_chunks(self.path)
 
 
 def _load_json(data: bytes, where: str) -> dict[str, Any]:

@@ -82,14 +82,15 @@ class FileBlob:
     @classmethod
     def of(cls, path: Path, media_type: str = "application/octet-stream") -> FileBlob:
         """Hash ``path`` once (streamed) and describe it as a blob."""
-        digest, size = digest_of_chunks(_read_file(path))
+        digest, size = digest_of_chunks(read_file_chunks(path))
         return cls(path=path, digest=digest, size=size, media_type=media_type)
 
     def chunks(self) -> Iterator[bytes]:
-        return _read_file(self.path)
+        return read_file_chunks(self.path)
 
 
-def _read_file(path: Path) -> Iterator[bytes]:
+def read_file_chunks(path: Path) -> Iterator[bytes]:
+    """The bytes of ``path`` in CHUNK_SIZE pieces (bounded memory)."""
     with path.open("rb") as fh:
         while chunk := fh.read(CHUNK_SIZE):
             yield chunk
