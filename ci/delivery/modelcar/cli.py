@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,6 +13,7 @@ from delivery.cli import json_option, resolved_repo
 from delivery.errors import UsageError
 from delivery.modelcar.build import BuildOptions, BuiltImage, build_layout, publish, verify
 from delivery.modelcar.busybox import build_busybox_index
+from delivery.secrets import read_secret
 
 F = TypeVar("F", bound=Callable[..., Any])
 PASSWORD_VAR = "DELIVER_REGISTRY_PASSWORD"
@@ -110,21 +110,7 @@ def build_cmd(ctx: click.Context, /, name: str, output: Path | None, as_json: bo
 
 def _password(username: str | None, password_file: Path | None) -> str | None:
     """The registry password from --password-file or $DELIVER_REGISTRY_PASSWORD; it needs --username."""
-    password, origin = None, ""
-    if password_file is not None:
-        origin = str(password_file)
-        try:
-            password = password_file.read_text(encoding="utf-8").strip()
-        except OSError as err:
-            raise UsageError(
-                f"cannot read the password file: {err.strerror}",
-                where=origin,
-                fix="pass a readable file holding only the password",
-            ) from None
-        if not password:
-            raise UsageError("the password file is empty", where=origin, fix="write the password into it")
-    elif os.environ.get(PASSWORD_VAR):
-        password, origin = os.environ[PASSWORD_VAR], f"${PASSWORD_VAR}"
+    password, origin = read_secret("registry password", password_file, PASSWORD_VAR)
     if password and not username:
         raise UsageError(
             "a registry password was given without --username",

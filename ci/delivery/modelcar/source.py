@@ -21,8 +21,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from delivery.console import redact
-from delivery.errors import SourceError, UsageError
+from delivery.errors import SourceError
 from delivery.modelcar.spec import ModelcarSpec
+from delivery.secrets import read_secret
 
 # Never part of a model, whatever the patterns: VCS data and huggingface_hub's local_dir metadata.
 SKIPPED_DIRS = (".git", ".cache")
@@ -62,19 +63,8 @@ def offline_requested() -> bool:
 def read_token(token_file: Path | None = None) -> str | None:
     """The HF token from ``token_file``, ``$HF_TOKEN_FILE`` or ``$HF_TOKEN`` (None for public repos)."""
     file = token_file or (Path(os.environ["HF_TOKEN_FILE"]) if os.environ.get("HF_TOKEN_FILE") else None)
-    if file is not None:
-        try:
-            token = file.read_text(encoding="utf-8").strip()
-        except OSError as err:
-            raise UsageError(
-                f"cannot read the HF token file: {err.strerror}",
-                where=str(file),
-                fix="pass a readable file holding only the token (or set HF_TOKEN)",
-            ) from None
-        if not token:
-            raise UsageError("the HF token file is empty", where=str(file), fix="write the token into it")
-        return token
-    return os.environ.get("HF_TOKEN") or None
+    token, _ = read_secret("HF token", file, "HF_TOKEN")
+    return token
 
 
 def default_hf_cache() -> Path:
