@@ -115,3 +115,11 @@ def test_layers_for_rejects_unknown_profile() -> None:
     assert profiles.layers_for("serving") == ("platform", "serving")
     with pytest.raises(ValueError, match="unknown profile"):
         profiles.layers_for("nope")
+
+
+def test_check_fails_when_the_root_was_never_written(deliver, repo_copy: Path) -> None:  # type: ignore[no-untyped-def]
+    (repo_copy / "clusters/staging/root.yaml").unlink()
+    res = deliver("root", "--env", "staging", "--check", repo=repo_copy)
+    assert res.code == 1
+    assert "clusters/staging/root.yaml: root manifest is missing or out of date" in res.err
+    assert "deliver root --env staging --write" in res.err

@@ -151,15 +151,11 @@ def root_cmd(ctx: click.Context, env: str, profile: str | None, write: bool, che
     cfg = envconfig.load_env(repo, env)
     chosen = profile if profile and profile != cfg.profile else None
     text = profiles.render_root(cfg, chosen)  # type: ignore[arg-type]
-    target = repo / "clusters" / env / profiles.root_path_name(chosen)
+    target = profiles.root_path(repo, cfg, chosen)  # type: ignore[arg-type]
     if check_only:
-        current = target.read_text(encoding="utf-8") if target.is_file() else None
-        if current != text:
-            raise DeliveryError(
-                "root manifest is out of date with environment config",
-                where=str(target.relative_to(repo)),
-                fix=f"run: deliver root --env {env}{f' --profile {chosen}' if chosen else ''} --write",
-            )
+        stale = profiles.stale_root(repo, cfg, chosen)  # type: ignore[arg-type]
+        if stale is not None:
+            raise DeliveryError.of([stale])
         click.echo(f"up to date: {target.relative_to(repo)}")
     elif write:
         atomic_write_text(target, text)

@@ -68,16 +68,10 @@ def embedded_model_dir() -> Path:
 
 def _check_configs_and_roots(repo: Path, reporter: ProgressReporter) -> list[str]:
     configs, problems = envconfig.check(repo)
-    for name, cfg in sorted(configs.items()):
-        root = repo / "clusters" / name / profiles.root_path_name(None)
-        if not root.is_file() or root.read_text(encoding="utf-8") != profiles.render_root(cfg):
-            problems.append(
-                Problem(
-                    str(root.relative_to(repo)),
-                    "root manifest is missing or out of date",
-                    f"run: deliver root --env {name} --write",
-                )
-            )
+    for name in sorted(configs):
+        stale = profiles.stale_root(repo, configs[name])
+        if stale is not None:
+            problems.append(stale)
     if problems:
         raise DeliveryError.of(problems)
     reporter.line(f"config: {len(configs)} environments ok, roots up to date")

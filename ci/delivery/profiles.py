@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from delivery import yamlio
 from delivery.config import EnvConfig, Profile
+from delivery.errors import Problem
 
 LAYERS: tuple[str, ...] = ("platform", "serving", "routing", "llm-gateway", "demos")
 
@@ -95,3 +97,21 @@ def render_root(cfg: EnvConfig, profile: Profile | None = None) -> str:
 def root_path_name(profile: str | None) -> str:
     """File name of a written root under clusters/<env>/ (the env's own profile: root.yaml)."""
     return "root.yaml" if profile is None else f"root-{profile}.yaml"
+
+
+def root_path(repo: Path, cfg: EnvConfig, profile: Profile | None = None) -> Path:
+    """Where the written root of ``cfg``'s environment lives (clusters/<env>/root[-<profile>].yaml)."""
+    return repo / "clusters" / cfg.name / root_path_name(profile)
+
+
+def stale_root(repo: Path, cfg: EnvConfig, profile: Profile | None = None) -> Problem | None:
+    """A problem if the written root is missing or differs from what the config renders, else None."""
+    target = root_path(repo, cfg, profile)
+    current = target.read_text(encoding="utf-8") if target.is_file() else None
+    if current == render_root(cfg, profile):
+        return None
+    return Problem(
+        str(target.relative_to(repo)),
+        "root manifest is missing or out of date with environment config",
+        f"run: deliver root --env {cfg.name}{f' --profile {profile}' if profile else ''} --write",
+    )
