@@ -1,11 +1,13 @@
 """Modelcar benchmark (run by hand, not a test): ratios against baselines measured in the same run.
 
-    .venv/bin/python bench/bench_modelcar.py [--gib 2]
+    .venv/bin/python bench/bench_modelcar.py [--gib 2] [--rounds 3]
 
 ~2 GB of weights in 5 files under bench/out/ (git-ignored). Measures, each as a subprocess of the
 real CLI (so peak RSS is the process's own): sha256sum of the same bytes (the limit), our cold build
 to an OCI layout, our cold push to a local registry, the peer (umoci insert per file + skopeo copy),
-and our no-op rebuild+push; prints throughput ratios, blob bytes sent and peak RSS.
+and our no-op rebuild+push; prints throughput ratios, blob bytes sent and peak RSS. Every contender
+runs once per round (fresh registry each time, dirty pages flushed before each step) and the
+report gives the median of each round's own ratio, so one noisy run cannot make or break a target.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -25,14 +28,26 @@ sys.path.insert(0, str(ROOT / "ci"))
 
 from conftest import find_tool, running_registry  # noqa: E402
 from delivery import yamlio  # noqa: E402
+from delivery.console import ProgressReporter  # noqa: E402
+from delivery.modelcar.build import BuildOptions  # noqa: E402
+from delivery.modelcar.build import publish as publish_fn  # noqa: E402
 from delivery.modelcar.busybox import build_busybox_layout  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "modelcar"
+REGISTRY_V3 = ROOT / "bench" / "out" / "bin" / "registry"
 SHARES = (0.40, 0.30, 0.18, 0.09, 0.03)
 
 
-def timed_rss(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int, str]:
-    """Like run(), with the child's own peak RSS from wait4."""
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds a running process has used so far (from /proc)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed_rss(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int, str, float]:
+    """Run ``cmd``: wall seconds, the child's own peak RSS (MiB) from wait4, stdout, its CPU seconds."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
     assert proc.stdout is not None
@@ -41,7 +56,7 @@ def timed_rss(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float,
     seconds = time.perf_counter() - start
     if status != 0:
         raise SystemExit(f"{' '.join(cmd[:8])} failed ({status})")
-    return seconds, usage.ru_maxrss // 1024, out.decode()
+    return seconds, usage.ru_maxrss // 1024, out.decode(), usage.ru_utime + usage.ru_stime
 
 
 def make_weights(dest: Path, total: int) -> list[Path]:
@@ -68,13 +83,23 @@ def make_weights(dest: Path, total: int) -> list[Path]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--gib", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=3, help="each contender runs this many times")
+    parser.add_argument(
+        "--registry",
+        default=str(REGISTRY_V3) if REGISTRY_V3.exists() else "docker-registry",
+        help="registry executable both contenders push to (default: distribution v3.0.0 built by "
+        "bench/setup, else Debian's docker-registry 2.8.2)",
+    )
     args = parser.parse_args()
     total = int(args.gib * (1 << 30))
     OUT.mkdir(parents=True, exist_ok=True)
     weights = make_weights(OUT / "weights", total)
     nbytes = sum(p.stat().st_size for p in weights)
     load = os.getloadavg()
+    registry = shutil.which(args.registry) or args.registry
     print(f"data: {nbytes / 1e9:.2f} GB in {len(weights)} files; cpus={os.cpu_count()} load={load[0]:.2f}")
+    version = subprocess.run([registry, "--version"], capture_output=True, text=True).stdout.strip()
+    print(f"registry: {registry} ({version or 'unknown version'})")
 
     repo = OUT / "repo"
     shutil.rmtree(repo, ignore_errors=True)
@@ -92,46 +117,28 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "ci"), "CI": "1"}
     deliver = [sys.executable, "-m", "delivery", "--repo", str(repo), "modelcar"]
 
-    for p in weights:  # warm the page cache so every contender reads from memory
-        subprocess.run(["cat", str(p)], stdout=subprocess.DEVNULL, check=True)
-    sha_s, sha_rss, _ = timed_rss(["sha256sum", *map(str, weights)])
-    limit = nbytes / sha_s
-
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "ci"), "CI": "1"}
+    deliver = [sys.executable, "-m", "delivery", "--repo", str(repo), "modelcar"]
     cache = OUT / "cache"
-    shutil.rmtree(cache, ignore_errors=True)
-    shutil.rmtree(OUT / "layout", ignore_errors=True)
-    build_s, build_rss, _ = timed_rss(
-        [*deliver, "build", "bench", "--source", str(OUT / "weights"), "--output", str(OUT / "layout"),
-         "--cache-dir", str(cache), "--json"], env,
-    )  # fmt: skip
+    umoci, skopeo = find_tool("umoci"), find_tool("skopeo")
+    config_yaml = repo / "environments" / "dev" / "config.yaml"
 
-    with running_registry(OUT / "registry-data-run") as reg:
-        yamlio.set_path(repo / "environments" / "dev" / "config.yaml", ["registry"], f"{reg.host}/modelcars")
+    def settle() -> None:
+        """Flush the dirty pages a previous step left, so their writeback does not eat the next step's CPU."""
+        subprocess.run(["sync"], check=True)
+
+    def cold_publish() -> tuple[float, int, dict[str, object], float]:
         shutil.rmtree(cache, ignore_errors=True)
-        publish = [*deliver, "publish", "bench", "--env", "dev", "--source", str(OUT / "weights"),
-                   "--cache-dir", str(cache), "--json"]  # fmt: skip
-        push_s, push_rss, out = timed_rss(publish, env)
-        cold = json.loads(out)
-        noop_s, noop_rss, out = timed_rss(publish, env)
-        noop = json.loads(out)
-        # in-process no-op (without interpreter start-up and imports)
-        sys.path.insert(0, str(ROOT / "ci"))
-        from delivery.console import ProgressReporter
-        from delivery.modelcar.build import BuildOptions
-        from delivery.modelcar.build import publish as publish_fn
+        settle()
+        secs, rss, out, cpu = timed_rss(publish, env)
+        return secs, rss, json.loads(out), cpu
 
-        start = time.perf_counter()
-        inproc = publish_fn(
-            repo, "bench", "dev", BuildOptions(source_dir=OUT / "weights", cache_dir=cache),
-            ProgressReporter(quiet=True),
-        )  # fmt: skip
-        noop_inproc_s = time.perf_counter() - start
-
-        # the peer: umoci insert (one layer per file) into a copy of the base, then skopeo copy
-        umoci, skopeo = find_tool("umoci"), find_tool("skopeo")
+    def peer_push(host: str) -> float:
+        """umoci insert (one layer per file) into a copy of the base, then skopeo copy."""
         peer = OUT / "peer"
         shutil.rmtree(peer, ignore_errors=True)
         shutil.copytree(OUT / "base", peer)
+        settle()
         start = time.perf_counter()
         for p in [*weights, OUT / "weights" / "config.json"]:
             subprocess.run(
@@ -139,31 +146,88 @@ def main() -> None:
                 check=True, capture_output=True,
             )  # fmt: skip
         subprocess.run(
-            [skopeo, "copy", "--dest-tls-verify=false", f"oci:{peer}:latest", f"docker://{reg.host}/peer/bench:x"],
+            [skopeo, "copy", "--dest-tls-verify=false", f"oci:{peer}:latest", f"docker://{host}/peer/bench:x"],
             check=True, capture_output=True,
         )  # fmt: skip
-        peer_s = time.perf_counter() - start
-        shutil.rmtree(OUT / "registry-data-run", ignore_errors=True)
+        return time.perf_counter() - start
 
+    for p in weights:  # warm the page cache so every contender reads from memory
+        subprocess.run(["cat", str(p)], stdout=subprocess.DEVNULL, check=True)
+    publish = [*deliver, "publish", "bench", "--env", "dev", "--source", str(OUT / "weights"),
+               "--cache-dir", str(cache), "--json"]  # fmt: skip
+    rounds: list[dict[str, float]] = []
+    rss: dict[str, int] = {}
+    for n in range(1, args.rounds + 1):
+        r: dict[str, float] = {}
+        settle()
+        r["sha"], rss["sha"], _, _ = timed_rss(["sha256sum", *map(str, weights)])
+        shutil.rmtree(cache, ignore_errors=True)
+        shutil.rmtree(OUT / "layout", ignore_errors=True)
+        settle()
+        r["build"], rss["build"], _, _ = timed_rss(
+            [*deliver, "build", "bench", "--source", str(OUT / "weights"), "--output", str(OUT / "layout"),
+             "--cache-dir", str(cache), "--json"], env,
+        )  # fmt: skip
+        # each contender pushes to a fresh registry (empty data directory) on loopback
+        with running_registry(OUT / "registry-ours", binary=registry) as reg:
+            yamlio.set_path(config_yaml, ["registry"], f"{reg.host}/modelcars")
+            before = cpu_seconds(reg.pid)
+            r["push"], rss["push"], cold, r["push_cpu"] = cold_publish()
+            r["push_registry_cpu"] = cpu_seconds(reg.pid) - before
+            if n == args.rounds:
+                r["noop"], rss["noop"], out, _ = timed_rss(publish, env)
+                noop = json.loads(out)
+                # in-process no-op (without interpreter start-up and imports)
+                start = time.perf_counter()
+                inproc = publish_fn(
+                    repo, "bench", "dev", BuildOptions(source_dir=OUT / "weights", cache_dir=cache),
+                    ProgressReporter(quiet=True),
+                )  # fmt: skip
+                r["noop_inproc"] = time.perf_counter() - start
+        shutil.rmtree(OUT / "registry-ours", ignore_errors=True)
+        with running_registry(OUT / "registry-peer", binary=registry) as reg:
+            before = cpu_seconds(reg.pid)
+            r["peer"] = peer_push(reg.host)
+            r["peer_registry_cpu"] = cpu_seconds(reg.pid) - before
+        shutil.rmtree(OUT / "registry-peer", ignore_errors=True)
+        rounds.append(r)
+        print(
+            f"round {n}: sha256sum {r['sha']:.2f} s, build {r['build']:.2f} s, push {r['push']:.2f} s, "
+            f"peer {r['peer']:.2f} s -> push vs peer {r['peer'] / r['push']:.2f}x "
+            f"(CPU: our client {r['push_cpu']:.1f} s, registry {r['push_registry_cpu']:.1f} s during ours, "
+            f"{r['peer_registry_cpu']:.1f} s during the peer's; "
+            f"load {os.getloadavg()[0]:.2f})",
+            flush=True,
+        )
+
+    def med(key: str) -> float:
+        return statistics.median(r[key] for r in rounds)
+
+    def med_ratio(num: str, den: str) -> float:
+        return statistics.median(r[num] / r[den] for r in rounds)
+
+    last = rounds[-1]
     rows = [
-        ("sha256sum (limit)", sha_s, sha_rss),
-        ("our cold build -> OCI layout", build_s, build_rss),
-        ("our cold push -> registry", push_s, push_rss),
-        ("peer: umoci insert + skopeo copy", peer_s, 0),
-        ("our no-op rebuild + push (CLI)", noop_s, noop_rss),
+        ("sha256sum (limit)", med("sha"), rss["sha"]),
+        ("our cold build -> OCI layout", med("build"), rss["build"]),
+        ("our cold push -> registry", med("push"), rss["push"]),
+        ("peer: umoci insert + skopeo copy", med("peer"), 0),
+        ("our no-op rebuild + push (CLI)", last["noop"], rss["noop"]),
     ]
-    print(f"\n{'step':36} {'seconds':>8} {'GB/s':>6} {'x limit':>8} {'peak RSS MiB':>13}")
-    for name, secs, rss in rows:
-        ratio = (nbytes / secs) / limit
-        print(f"{name:36} {secs:8.2f} {nbytes / secs / 1e9:6.2f} {ratio:8.2f} {rss:13}")
-    print(f"{'our no-op rebuild + push (in-process)':36} {noop_inproc_s:8.2f}")
-    print(f"\ncold push vs sha256sum:  {(nbytes / push_s) / limit:.2f}x  (target >= 0.6)")
-    print(f"cold build vs sha256sum: {(nbytes / build_s) / limit:.2f}x  (target >= 0.7)")
-    print(f"cold push vs peer:       {peer_s / push_s:.1f}x faster  (target >= 3)")
-    print(f"no-op rebuild+push:      {noop_s:.2f} s CLI, {noop_inproc_s:.2f} s in-process, "
+    print(f"\nmedians of {len(rounds)} round(s); ratios are medians of each round's own ratio")
+    print(f"{'step':36} {'seconds':>8} {'GB/s':>6} {'x limit':>8} {'peak RSS MiB':>13}")
+    for name, secs, peak in rows:
+        print(f"{name:36} {secs:8.2f} {nbytes / secs / 1e9:6.2f} {med('sha') / secs:8.2f} {peak:13}")
+    print(f"{'our no-op rebuild + push (in-process)':36} {last['noop_inproc']:8.2f}")
+    ratios = sorted(r["peer"] / r["push"] for r in rounds)
+    print(f"\ncold push vs sha256sum:  {med_ratio('sha', 'push'):.2f}x  (target >= 0.6)")
+    print(f"cold build vs sha256sum: {med_ratio('sha', 'build'):.2f}x  (target >= 0.7)")
+    print(f"cold push vs peer:       {med_ratio('peer', 'push'):.2f}x faster, rounds "
+          f"{', '.join(f'{x:.2f}' for x in ratios)}  (target >= 3)")  # fmt: skip
+    print(f"no-op rebuild+push:      {last['noop']:.2f} s CLI, {last['noop_inproc']:.2f} s in-process, "
           f"{noop['bytesSent']} blob bytes sent (cold: {cold['bytesSent']}), "
           f"in-process {inproc.bytes_sent}")  # fmt: skip
-    print(f"peak RSS:                build {build_rss} MiB, push {push_rss} MiB (target < 200)")
+    print(f"peak RSS:                build {rss['build']} MiB, push {rss['push']} MiB (target < 200)")
     print(f"load after: {os.getloadavg()[0]:.2f}")
 
 

@@ -94,12 +94,13 @@ class Registry(LocalRegistry):
 
 
 @contextlib.contextmanager
-def running_registry(base: Path, *, auth: bool = False) -> Iterator[Registry]:
+def running_registry(base: Path, *, auth: bool = False, binary: str | None = None) -> Iterator[Registry]:
     """Start a registry with its data under ``base``; stop it on exit (missing tool: skip/fail)."""
-    require_tool("docker-registry")
+    if binary is None:
+        require_tool("docker-registry")
     if auth:
         require_tool("htpasswd")
-    with local_registry(base, auth=auth) as reg:
+    with local_registry(base, auth=auth, binary=binary) as reg:
         yield Registry(**{f.name: getattr(reg, f.name) for f in dataclasses.fields(reg)})
 
 

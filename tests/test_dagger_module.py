@@ -95,3 +95,16 @@ def test_toolbox_builds_a_lazy_pipeline_without_an_engine() -> None:
 
     ctr = deliver(toolbox(dagger.dag.directory()), "config", "check")
     assert isinstance(ctr, dagger.Container)
+
+
+def test_modelcar_build_and_lock_share_one_build_pipeline() -> None:
+    from llm_platform import modelcar
+
+    source = dagger.dag.directory()
+    assert isinstance(modelcar.build(source, "m", None), dagger.Directory)
+    assert isinstance(modelcar.lock(source, "m", None), dagger.File)
+    hints = typing.get_type_hints(_functions()["modelcar_lock"])
+    assert hints["return"] is dagger.File
+    # both read from modelcar.built(): the same exec, which the engine runs once for both
+    src = inspect.getsource(modelcar)
+    assert src.count('"modelcar", "build"') == 1

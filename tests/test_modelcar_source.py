@@ -12,8 +12,9 @@ import pytest
 
 from delivery.console import ProgressReporter
 from delivery.errors import SourceError
-from delivery.modelcar.build import BuildOptions, build_layout
+from delivery.modelcar.build import BuildOptions, build_image, build_layout
 from delivery.modelcar.busybox import BaseLayout
+from faultproxy import FaultProxy
 from test_modelcar_helpers import (
     MINILM_REPO,
     MINILM_REVISION,
@@ -77,6 +78,36 @@ def test_a_cached_file_that_differs_from_the_hub_sha256_is_refused(
     assert "does not match the hub's" in result.err and "model.safetensors" in result.err
     assert not (repo_copy / "out" / "modelcars" / "minilm").exists()  # nothing half-written
     assert not (repo_copy / "modelcars" / "minilm.lock.yaml").exists()
+
+
+def test_publish_never_uploads_a_cached_file_that_differs_from_the_hub_sha256(
+    deliver: Any, repo_copy: Path, busybox_base: BaseLayout, hf_cache: Path, registry: Any, tmp_path: Path
+) -> None:
+    # layers start uploading as soon as they are hashed: the hub check must come first
+    write_spec(repo_copy, "minilm", busybox_base.spec_ref, repository=f"hubcheck-{tmp_path.name}")
+    blob = next(p for p in (_storage(hf_cache) / "blobs").iterdir() if len(p.name) == 64)
+    with blob.open("r+b") as fh:
+        fh.seek(5000)
+        fh.write(b"\3\2\1\0")
+    with FaultProxy(registry.host) as proxy:
+        point_env_at(repo_copy, "dev", proxy.host)
+        result = deliver(
+            "modelcar", "publish", "minilm", "--env", "dev", "--hf-cache", str(hf_cache), "--offline",
+            "--cache-dir", str(tmp_path / "c"), repo=repo_copy,
+        )  # fmt: skip
+    assert result.code == 1
+    assert "does not match the hub's" in result.err and "model.safetensors" in result.err
+    assert proxy.blob_bytes_sent() < 5 << 20  # the 90 MB weights never left the machine
+    assert not proxy.requests("PUT", "/manifests/")
+    assert not (repo_copy / "modelcars" / "minilm.lock.yaml").exists()
+    # what publish uploads is what build_image hands to on_layer: never the altered file
+    handed: list[str] = []
+    with pytest.raises(SourceError, match="does not match the hub's"):
+        build_image(
+            repo_copy, "minilm", BuildOptions(hf_cache=hf_cache, offline=True, use_digest_cache=False),
+            ProgressReporter(quiet=True), on_layer=lambda layer: handed.extend(layer.file_sha256),
+        )  # fmt: skip
+    assert handed and "models/model.safetensors" not in handed
 
 
 def test_a_truncated_cached_file_is_refused_before_reading(

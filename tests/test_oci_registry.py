@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import subprocess
+import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from delivery.oci.blobs import BytesBlob, FileBlob, digest_of_chunks
 from delivery.oci.reference import ImageRef
 from delivery.oci.registry import (
     OCI_MANIFEST,
+    ImagePush,
     RegistryClient,
     is_loopback_host,
     parse_challenge,
@@ -401,6 +403,56 @@ class ChangingBlobForTests:
 
     def chunks(self) -> Iterator[bytes]:
         yield b"B" * self.size
+
+
+def test_image_push_uploads_each_blob_as_soon_as_it_is_added_and_once_per_digest(
+    proxy: FaultProxy, registry: Registry
+) -> None:
+    layers, config, manifest = image(400_000, 1000, seed="pipelined")
+    repo = registry.unique_repo("pipelined")
+    with client_for(proxy.host) as client, ImagePush(client, repo, parallel=2) as push:
+        push.add(layers[0])
+        push.add(layers[0])  # the same digest again (e.g. from another platform): one upload
+        deadline = time.monotonic() + 10
+        while not client.blob_exists(repo, layers[0].digest):  # up before the manifest is even known
+            assert time.monotonic() < deadline, "an added blob was not uploaded before manifest()"
+            time.sleep(0.02)
+        report = push.manifest(
+            layers=layers, config=config, manifest=manifest, manifest_media_type=OCI_MANIFEST, tags=["v1"]
+        )
+        again = push.manifest(
+            layers=layers, config=config, manifest=manifest, manifest_media_type=OCI_MANIFEST
+        )
+    assert [b.outcome for b in report.blobs] == ["uploaded", "uploaded", "uploaded"]
+    assert report.bytes_sent == sum(b.size for b in [*layers, config])
+    assert [b.outcome for b in again.blobs] == ["exists"] * 3 and again.bytes_sent == 0
+    assert len(proxy.requests("PUT", layers[0].digest[7:])) == 1
+    with client_for(registry.host) as client:
+        assert client.get_manifest(repo, "v1").data == manifest
+
+
+def test_image_push_reports_the_blob_that_failed_not_those_it_cancelled(
+    proxy: FaultProxy, registry: Registry
+) -> None:
+    layers, config, manifest = image(24 << 20, 100_000, seed="root-cause")
+    # the big layer crawls (0.5 s per MiB) while every upload of the small one answers 500
+    proxy.add(Fault("throttle", method="PUT", path=layers[0].digest[7:], times=-1, delay_per_mib=0.5))
+    proxy.add(Fault("status", method="PUT", path=layers[1].digest[7:], times=-1))
+    repo = registry.unique_repo("root-cause")
+    start = time.monotonic()
+    with client_for(proxy.host, retries=1) as client:
+        with pytest.raises(RegistryError) as err, ImagePush(client, repo, parallel=2) as push:
+            push.add(layers[0])
+            push.add(layers[1])
+            push.manifest(layers=layers, config=config, manifest=manifest, manifest_media_type=OCI_MANIFEST)
+        text = str(err.value)
+        assert f"upload of blob {layers[1].digest}" in text and "failed after 2 attempts" in text
+        assert "cancelled" not in text
+        assert not client.blob_exists(repo, layers[0].digest)  # the crawling upload was stopped
+    assert time.monotonic() - start < 10  # well before the 12 s the throttled upload would take
+    assert not proxy.requests("PUT", "/manifests/")
+    with pytest.raises(RegistryError, match="failed after 2 attempts"):
+        push.add(layers[1])  # a failed push refuses more blobs
 
 
 def test_a_blob_that_changes_during_upload_is_caught_and_no_manifest_pushed(

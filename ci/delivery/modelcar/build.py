@@ -2,8 +2,8 @@
 
 - ``build_layout``: an OCI image layout directory (atomic), and the lock.
 - ``publish``: the same image pushed to an environment's registry through the OCI client
-  (layers generated twice: a hash pass, then the upload pass; blobs the registry has are skipped),
-  manifest last; then the lock.
+  (layers generated twice: a hash pass, then the upload pass, which starts for each layer as soon
+  as it is hashed; blobs the registry has are skipped), manifests last; then the lock.
 - ``verify``: a fresh hash pass (no digest cache) compared with the lock.
 """
 
@@ -159,19 +159,30 @@ def load_source(spec: ModelcarSpec, opts: BuildOptions) -> ModelSource:
 
 
 def hash_layers(
-    layers: Sequence[TarLayer], cache: DigestCache, workers: int, progress: Progress | None
+    layers: Sequence[TarLayer],
+    cache: DigestCache,
+    workers: int,
+    progress: Progress | None,
+    on_layer: Callable[[ModelLayer], None] | None = None,
 ) -> list[ModelLayer]:
-    """Pass 1: each layer's digest and its files' sha256 (from the cache when nothing changed)."""
+    """Pass 1: each layer's digest and its files' sha256 (from the cache when nothing changed).
+
+    ``on_layer`` is called (from a worker thread) with each layer as soon as it is hashed.
+    """
 
     def one(layer: TarLayer) -> ModelLayer:
         known = cache.layer_digest(layer)
         if known is not None:
             if progress is not None:
                 progress(layer.data_size)
-            return ModelLayer(layer, known[0], known[1])
-        digest, sums = layer.digest_and_write(None, progress)
-        cache.remember_layer(layer, digest, sums)
-        return ModelLayer(layer, digest, sums)
+            hashed = ModelLayer(layer, known[0], known[1])
+        else:
+            digest, sums = layer.digest_and_write(None, progress)
+            cache.remember_layer(layer, digest, sums)
+            hashed = ModelLayer(layer, digest, sums)
+        if on_layer is not None:
+            on_layer(hashed)
+        return hashed
 
     return _parallel(one, layers, workers)
 
@@ -211,12 +222,28 @@ def _prepare(
     return spec, source, bases, plan_layers(source, spec)
 
 
-def build_image(repo: Path, name: str, opts: BuildOptions, reporter: ProgressReporter) -> BuiltImage:
-    """Pass 1 only: the image's digest and bytes without writing any output."""
+def build_image(
+    repo: Path,
+    name: str,
+    opts: BuildOptions,
+    reporter: ProgressReporter,
+    *,
+    on_layer: Callable[[ModelLayer], None] | None = None,
+) -> BuiltImage:
+    """Pass 1 only: the image's digest and bytes without writing any output.
+
+    ``on_layer`` sees each model layer as soon as it is hashed and its files match the hub's sha256s.
+    """
     spec, source, bases, planned = _prepare(repo, name, opts, reporter)
     cache = DigestCache.at(opts.cache if opts.use_digest_cache else None)
     task = reporter.task("hash", sum(t.data_size for t in planned))
-    layers = hash_layers(planned, cache, opts.workers, task.advance)
+
+    def checked(layer: ModelLayer) -> None:
+        check_hub_sums(source, [layer], complete=False)  # a corrupt file fails before it is pushed
+        if on_layer is not None:
+            on_layer(layer)
+
+    layers = hash_layers(planned, cache, opts.workers, task.advance, checked)
     task.finish()
     built = assemble(spec, source, bases, layers)
     cache.save()
@@ -319,34 +346,37 @@ def publish(
     *,
     username: str | None = None,
     password: str | None = None,
+    parallel: int = 4,
 ) -> PublishResult:
-    """Build modelcar ``name`` and push it to environment ``env``'s registry; returns the oci:// URI."""
+    """Build modelcar ``name`` and push it to environment ``env``'s registry; returns the oci:// URI.
+
+    Each model layer starts uploading (``parallel`` blobs at once) as soon as it is hashed, while
+    other layers are still being hashed; every manifest goes up last, once all its blobs are in.
+    """
     from delivery.oci.auth import resolve_credentials
-    from delivery.oci.registry import RegistryClient, push_image
+    from delivery.oci.registry import ImagePush, RegistryClient
 
     cfg = load_env(repo, env)
-    built = build_image(repo, name, opts, reporter)
-    target = lockmod.env_repository(cfg.registry, built.spec.repository)
+    target = lockmod.env_repository(cfg.registry, load_spec(repo, name).repository)
     credentials = resolve_credentials(target.registry, username=username, password=password)
     mounts = _mount_sources(repo, env, target.registry, target.repository)
     blobs: list[dict[str, Any]] = []
     sent = 0
-    single = built.index is None
-    with RegistryClient(target.registry, credentials) as client:
+    with (
+        RegistryClient(target.registry, credentials) as client,
+        ImagePush(client, target.repository, mount_from=mounts, parallel=parallel, progress=reporter) as push,
+    ):
+        built = build_image(repo, name, opts, reporter, on_layer=lambda layer: push.add(LayerBlob(layer)))
+        single = built.index is None
         for platform, base in built.bases.items():
             layers: list[Blob] = [base.blob(d) for d in base.layers]
             layers += [LayerBlob(layer) for layer in built.layers]
-            report = push_image(
-                client,
-                target.repository,
+            report = push.manifest(
                 layers=layers,
                 config=BytesBlob(built.configs[platform], MT_CONFIG),
                 manifest=built.manifests[platform],
                 manifest_media_type=MT_MANIFEST,
                 tags=[built.tag] if single else [],
-                mount_from=mounts,
-                parallel=opts.workers,
-                progress=reporter,
             )
             sent += report.bytes_sent
             blobs += [

@@ -136,6 +136,13 @@ def _password(username: str | None, password_file: Path | None) -> str | None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="File with the registry password (default: $DELIVER_REGISTRY_PASSWORD).",
 )
+@click.option(
+    "--parallel",
+    type=click.IntRange(1, 32),
+    default=4,
+    show_default=True,
+    help="Blobs uploaded at once (each layer starts as soon as it is hashed).",
+)
 @source_options
 @json_option
 @click.pass_context
@@ -146,6 +153,7 @@ def publish_cmd(
     env: str,
     username: str | None,
     password_file: Path | None,
+    parallel: int,
     as_json: bool,
     **kw: Any,
 ) -> None:
@@ -153,7 +161,9 @@ def publish_cmd(
     repo = resolved_repo(ctx)
     password = _password(username, password_file)
     with console.ProgressReporter(quiet=as_json) as reporter:
-        result = publish(repo, name, env, _options(kw), reporter, username=username, password=password)
+        result = publish(
+            repo, name, env, _options(kw), reporter, username=username, password=password, parallel=parallel
+        )
     if as_json:
         console.print_json(
             {

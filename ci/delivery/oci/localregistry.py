@@ -30,6 +30,7 @@ class LocalRegistry:
     log: Path
     username: str | None = None
     password: str | None = None
+    pid: int | None = None
 
     @property
     def url(self) -> str:
@@ -61,10 +62,13 @@ def _tool(name: str, package: str) -> str:
 
 @contextlib.contextmanager
 def local_registry(
-    base: Path, *, auth: bool = False, startup_timeout: float = 20.0
+    base: Path, *, auth: bool = False, startup_timeout: float = 20.0, binary: str | None = None
 ) -> Iterator[LocalRegistry]:
-    """Start a registry with config and data under ``base``; stop it on exit."""
-    binary = _tool("docker-registry", "docker-registry")
+    """Start a registry with config and data under ``base``; stop it on exit.
+
+    ``binary`` is any distribution registry executable (default: Debian's ``docker-registry``).
+    """
+    binary = binary or _tool("docker-registry", "docker-registry")
     root = base / "data"
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -86,6 +90,7 @@ def local_registry(
     (base / "config.yml").write_text("\n".join(cfg) + "\n")
     with reg.log.open("wb") as log:
         proc = subprocess.Popen([binary, "serve", str(base / "config.yml")], stdout=log, stderr=log)
+    reg.pid = proc.pid
     try:
         _wait_ready(proc, reg, startup_timeout)
         yield reg

@@ -112,6 +112,10 @@ class _Cancelled(Exception):
     """Another blob of the same push failed; stop this one."""
 
 
+class _CancelledError(RegistryError):
+    """What a blob stopped by ``_Cancelled`` reports (never the root cause of a failed push)."""
+
+
 @dataclass
 class _Token:
     value: str = field(repr=False)
@@ -299,8 +303,9 @@ class RegistryClient:
         sent = [0]
 
         def body() -> Iterator[bytes]:
+            # No second hash here: the registry checks the bytes against ``?digest=`` on the final
+            # PUT and answers DIGEST_INVALID (mapped below); the size is checked as the bytes go.
             sent[0] = 0
-            hasher = hashlib.sha256()
             for chunk in blob.chunks():
                 if cancel is not None and cancel.is_set():
                     raise _Cancelled()
@@ -308,14 +313,11 @@ class RegistryClient:
                     continue
                 if sent[0] + len(chunk) > blob.size:
                     raise _blob_changed(blob, f"more than its size of {blob.size} bytes")
-                hasher.update(chunk)
                 yield chunk
                 sent[0] += len(chunk)
                 progress(len(chunk))
             if sent[0] != blob.size:
                 raise _blob_changed(blob, f"{sent[0]} bytes instead of {blob.size}")
-            if "sha256:" + hasher.hexdigest() != blob.digest:
-                raise _blob_changed(blob, f"bytes with digest sha256:{hasher.hexdigest()}")
 
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(blob.size)}
         what = f"upload of blob {blob.digest}"
@@ -338,6 +340,8 @@ class RegistryClient:
                 headers=headers,
                 content=body,
             )
+        if final.status_code == 400 and "DIGEST_INVALID" in self._error_detail(final):
+            raise _blob_changed(blob, "bytes with another digest (the registry refused them: DIGEST_INVALID)")
         if final.status_code != 201:
             raise self._error(final, what)
         self._check_digest_header(final, blob.digest, what)
@@ -710,7 +714,7 @@ class RegistryClient:
                 log.warning("%s: %s; retry %d/%d in %.1fs", what, exc, attempt + 1, self.retries, delay)
                 time.sleep(delay)
             except _Cancelled:
-                raise RegistryError(f"{what} cancelled: another blob of the push failed") from None
+                raise _CancelledError(f"{what} cancelled: another blob of the push failed") from None
         raise RegistryError(
             f"{what} failed after {self.retries + 1} attempts; last error: {last}",
             where=self.registry,
@@ -768,6 +772,146 @@ class RegistryClient:
         return redact(text, *self.credentials.secret_values(), *tokens)
 
 
+class ImagePush:
+    """Blobs of one repository pushed in parallel as soon as they are added; manifests only after.
+
+    ``add`` starts a blob's push (skip/mount/upload) right away, so a caller can upload the blobs
+    it has hashed while it is still hashing others. ``manifest`` waits for every blob added so
+    far, checks that the manifest describes exactly its blobs, then pushes it by digest, then its
+    tags: a manifest is never pushed while a blob is missing or failed. Leaving the ``with`` block
+    on an error cancels the uploads still running. ``add`` may be called from several threads.
+    """
+
+    def __init__(
+        self,
+        client: RegistryClient,
+        repository: str,
+        *,
+        mount_from: Sequence[str] = (),
+        parallel: int = 4,
+        progress: ProgressReporter | None = None,
+    ) -> None:
+        if parallel < 1:
+            raise UsageError(f"parallel must be >= 1, not {parallel}", where="push")
+        _check_repository(repository)
+        self.client = client
+        self.repository = repository
+        self.mount_from = tuple(mount_from)
+        self.progress = progress
+        self._pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="oci-push")
+        self._cancel = threading.Event()
+        self._futures: dict[str, Future[BlobPush]] = {}
+        self._reported: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> ImagePush:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is not None:
+            self._stop()
+        self._pool.shutdown(wait=True)
+
+    def add(self, blob: Blob, label: str | None = None) -> None:
+        """Start pushing ``blob`` (once per digest); raises at once if an earlier blob already failed."""
+        self._raise_failure()
+        _check_digest(blob.digest)
+        shown = getattr(blob, "label", None) or label or f"blob {blob.digest[7:19]}"
+        with self._lock:
+            if blob.digest not in self._futures:
+                self._futures[blob.digest] = self._pool.submit(self._push_one, blob, str(shown))
+
+    def _push_one(self, blob: Blob, label: str) -> BlobPush:
+        handle = self.progress.task(label, blob.size) if self.progress is not None else None
+        pushed = self.client.push_blob(
+            self.repository,
+            blob,
+            mount_from=self.mount_from,
+            on_progress=handle.advance if handle is not None else None,
+            cancel=self._cancel,
+        )
+        if handle is not None:
+            handle.finish(
+                {"exists": "already there", "mounted": "mounted", "uploaded": "uploaded"}[pushed.outcome]
+            )
+        return pushed
+
+    def manifest(
+        self,
+        *,
+        layers: Sequence[Blob],
+        config: Blob,
+        manifest: bytes,
+        manifest_media_type: str,
+        tags: Sequence[str] = (),
+    ) -> PushReport:
+        """Push the blobs not added yet, wait for all of them, then the manifest by digest, then tags.
+
+        A blob already reported by an earlier ``manifest`` call of this push shows as ``exists``.
+        """
+        _check_tags(tags)
+        _check_manifest_describes(manifest, manifest_media_type, layers, config)
+        unique: dict[str, Blob] = {}
+        for blob in [*layers, config]:
+            unique.setdefault(blob.digest, blob)
+        blobs = list(unique.values())
+        for index, blob in enumerate(blobs):
+            self.add(
+                blob,
+                f"config {blob.digest[7:19]}"
+                if blob is config
+                else f"layer {index + 1}/{len(blobs)} {blob.digest[7:19]}",
+            )
+        results = self._wait_all()
+        client, repository = self.client, self.repository
+        digest = client.put_manifest(repository, sha256_digest(manifest), manifest, manifest_media_type)
+        for tag in tags:
+            client.put_manifest(repository, tag, manifest, manifest_media_type)
+        if self.progress is not None:
+            self.progress.line(
+                f"pushed {client.registry}/{repository}@{digest}"
+                + (f" (tags: {', '.join(tags)})" if tags else "")
+            )
+        ordered = []
+        for blob in blobs:
+            pushed = results[blob.digest]
+            if blob.digest in self._reported:
+                pushed = BlobPush(pushed.digest, pushed.size, "exists", 0)
+            ordered.append(pushed)
+        self._reported.update(unique)
+        return PushReport(digest=digest, blobs=ordered, bytes_sent=sum(b.bytes_sent for b in ordered))
+
+    def _snapshot(self) -> dict[str, Future[BlobPush]]:
+        with self._lock:
+            return dict(self._futures)
+
+    def _wait_all(self) -> dict[str, BlobPush]:
+        futures = self._snapshot()
+        done, _ = wait(futures.values(), return_when=FIRST_EXCEPTION)
+        if any(f.exception() is not None for f in done):
+            self._raise_failure()
+        return {digest: future.result() for digest, future in futures.items()}
+
+    def _stop(self) -> None:
+        self._cancel.set()
+        pending = [f for f in self._snapshot().values() if not f.cancel()]
+        wait(pending)
+
+    def _raise_failure(self) -> None:
+        errors = [f.exception() for f in self._snapshot().values() if f.done() and not f.cancelled()]
+        # the root cause first: blobs stopped because of it only say "cancelled"
+        failed = sorted((e for e in errors if e is not None), key=lambda e: isinstance(e, _CancelledError))
+        if not failed:
+            return
+        self._stop()
+        first = failed[0]
+        if isinstance(first, DeliveryError):
+            raise first
+        raise RegistryError(
+            f"push of {self.repository} failed: {first!r}", where=self.client.registry
+        ) from first
+
+
 def push_image(
     client: RegistryClient,
     repository: str,
@@ -788,66 +932,27 @@ def push_image(
     """
     if parallel < 1:
         raise UsageError(f"parallel must be >= 1, not {parallel}", where="push")
+    _check_tags(tags)
+    _check_manifest_describes(manifest, manifest_media_type, layers, config)
+    blobs = len({b.digest for b in [*layers, config]})
+    with ImagePush(
+        client, repository, mount_from=mount_from, parallel=min(parallel, blobs), progress=progress
+    ) as push:
+        return push.manifest(
+            layers=layers,
+            config=config,
+            manifest=manifest,
+            manifest_media_type=manifest_media_type,
+            tags=tags,
+        )
+
+
+def _check_tags(tags: Sequence[str]) -> None:
     for tag in tags:
         if not is_tag(tag):
             raise UsageError(
                 f"invalid tag {tag!r}", where="push", fix="tags match [A-Za-z0-9_][A-Za-z0-9._-]{0,127}"
             )
-    _check_manifest_describes(manifest, manifest_media_type, layers, config)
-    unique: dict[str, Blob] = {}
-    for blob in [*layers, config]:
-        unique.setdefault(blob.digest, blob)
-    blobs = list(unique.values())
-    cancel = threading.Event()
-    results: dict[str, BlobPush] = {}
-
-    def push_one(index: int, blob: Blob) -> BlobPush:
-        label = getattr(blob, "label", None) or (
-            f"config {blob.digest[7:19]}"
-            if blob is config
-            else f"layer {index + 1}/{len(blobs)} {blob.digest[7:19]}"
-        )
-        handle = progress.task(str(label), blob.size) if progress is not None else None
-        pushed = client.push_blob(
-            repository,
-            blob,
-            mount_from=mount_from,
-            on_progress=handle.advance if handle is not None else None,
-            cancel=cancel,
-        )
-        if handle is not None:
-            handle.finish(
-                {"exists": "already there", "mounted": "mounted", "uploaded": "uploaded"}[pushed.outcome]
-            )
-        return pushed
-
-    with ThreadPoolExecutor(max_workers=min(parallel, len(blobs)), thread_name_prefix="oci-push") as pool:
-        futures: dict[Future[BlobPush], str] = {
-            pool.submit(push_one, i, blob): blob.digest for i, blob in enumerate(blobs)
-        }
-        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-        failed = [f for f in done if f.exception() is not None]
-        if failed:
-            cancel.set()
-            for f in pending:
-                f.cancel()
-            wait(pending)
-            first = failed[0].exception()
-            if isinstance(first, DeliveryError):
-                raise first
-            raise RegistryError(f"push of {repository} failed: {first!r}", where=client.registry) from first
-        for future, digest in futures.items():
-            results[digest] = future.result()
-    digest = client.put_manifest(repository, sha256_digest(manifest), manifest, manifest_media_type)
-    for tag in tags:
-        client.put_manifest(repository, tag, manifest, manifest_media_type)
-    if progress is not None:
-        progress.line(
-            f"pushed {client.registry}/{repository}@{digest}"
-            + (f" (tags: {', '.join(tags)})" if tags else "")
-        )
-    ordered = [results[b.digest] for b in blobs]
-    return PushReport(digest=digest, blobs=ordered, bytes_sent=sum(b.bytes_sent for b in ordered))
 
 
 def _check_manifest_describes(manifest: bytes, media_type: str, layers: Sequence[Blob], config: Blob) -> None:

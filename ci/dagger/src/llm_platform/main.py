@@ -143,6 +143,17 @@ class LlmPlatform:
         """Build a modelcar into an OCI image layout (weights downloaded inside the engine, cached)."""
         return modelcar.build(self.source, name, hf_token)
 
+    @function
+    def modelcar_lock(
+        self,
+        name: Annotated[str, Doc("Modelcar spec name (modelcars/NAME.yaml)")],
+        hf_token: Annotated[
+            dagger.Secret | None, Doc("Hugging Face token for gated/private repos (e.g. env://HF_TOKEN)")
+        ] = None,
+    ) -> dagger.File:
+        """The lock modelcar-build writes (export it to modelcars/NAME.lock.yaml and commit it)."""
+        return modelcar.lock(self.source, name, hf_token)
+
     @function(cache="never")
     async def modelcar_publish(
         self,

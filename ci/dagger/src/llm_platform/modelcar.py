@@ -13,7 +13,7 @@ import time
 import dagger
 from dagger import dag
 
-from .toolbox import deliver, toolbox
+from .toolbox import WORKDIR, deliver, toolbox
 
 HF_HOME = "/root/.cache/huggingface"
 DELIVER_CACHE = "/root/.cache/deliver"
@@ -35,10 +35,23 @@ def modelcar_toolbox(source: dagger.Directory, hf_token: dagger.Secret | None) -
     return ctr
 
 
-def build(source: dagger.Directory, name: str, hf_token: dagger.Secret | None) -> dagger.Directory:
-    """`deliver modelcar build NAME`: the OCI image layout directory."""
+def built(source: dagger.Directory, name: str, hf_token: dagger.Secret | None) -> dagger.Container:
+    """`deliver modelcar build NAME`: the container holding the layout and the refreshed lock.
+
+    ``build`` and ``lock`` read from this same pipeline, so the engine runs the build once for both.
+    """
     ctr = modelcar_toolbox(source, hf_token)
-    return deliver(ctr, "modelcar", "build", name, "--output", LAYOUT_DIR, "--json").directory(LAYOUT_DIR)
+    return deliver(ctr, "modelcar", "build", name, "--output", LAYOUT_DIR, "--json")
+
+
+def build(source: dagger.Directory, name: str, hf_token: dagger.Secret | None) -> dagger.Directory:
+    """The OCI image layout directory of ``deliver modelcar build NAME``."""
+    return built(source, name, hf_token).directory(LAYOUT_DIR)
+
+
+def lock(source: dagger.Directory, name: str, hf_token: dagger.Secret | None) -> dagger.File:
+    """The lock (modelcars/NAME.lock.yaml) that ``deliver modelcar build NAME`` writes."""
+    return built(source, name, hf_token).file(f"{WORKDIR}/modelcars/{name}.lock.yaml")
 
 
 def publish(
