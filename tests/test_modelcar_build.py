@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -405,3 +406,30 @@ def test_a_base_pinned_in_a_registry_is_resolved_per_platform_and_cached(
     write_spec(repo_copy, "remote", gone, layerThreshold=THRESHOLD, platforms=["linux/arm64"])
     again = _build(deliver, repo_copy, "remote", src, "--output", str(tmp_path / "again"), cache=cache)
     assert again["layers"] == built["layers"]
+
+
+def test_the_hash_pass_stops_at_the_first_error(tmp_path: Path) -> None:
+    # a layer that fails (e.g. a file that does not match the hub's sha256) stops the pass: layers
+    # not started yet are never read, so nothing more reaches the uploader
+    from delivery.errors import SourceError
+    from delivery.modelcar import build
+
+    layers = []
+    for i, size in enumerate((5000, 4000, 3000, 2000, 1000)):
+        path = tmp_path / f"f{i}"
+        path.write_bytes(b"x" * size)
+        layers.append(TarLayer((LayerFile(f"models/f{i}", path, size),)))
+    started: list[str] = []
+
+    def hash_one(layer: TarLayer) -> Any:
+        name = layer.files[0].arcname
+        started.append(name)
+        if name == "models/f0":  # the largest: started first, fails at once
+            raise SourceError("f0 does not match the hub's sha256")
+        time.sleep(0.5)
+        return name
+
+    with pytest.raises(SourceError, match="f0 does not match"):
+        build._parallel(hash_one, layers, 2)
+    # f1 may have been running on the other worker; f2..f4 never start
+    assert started[0] == "models/f0" and set(started) <= {"models/f0", "models/f1"}

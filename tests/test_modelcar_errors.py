@@ -20,7 +20,7 @@ import requests
 
 from delivery import yamlio
 from delivery.modelcar.busybox import BaseLayout
-from faultproxy import FaultProxy
+from faultproxy import Fault, FaultProxy
 from loopback import loopback_host, start_loopback_server, stop_loopback_server
 from test_modelcar_helpers import point_env_at, small_model, write_spec
 
@@ -249,27 +249,27 @@ def test_a_bad_retry_setting_is_one_clear_error(
 def test_parallel_bounds_concurrent_uploads_and_rejects_nonsense(
     deliver: Any, repo_copy: Path, busybox_base: BaseLayout, registry: Any, tmp_path: Path
 ) -> None:
-    write_spec(
-        repo_copy,
-        "tiny",
-        busybox_base.spec_ref,
-        repository=f"par-{tmp_path.name[-8:]}",
-        layerThreshold=1 << 20,
-    )
     src = str(small_model(tmp_path / "m"))
-    with FaultProxy(registry.host) as proxy:
-        point_env_at(repo_copy, "dev", proxy.host)
-        bad = deliver(
-            "modelcar", "publish", "tiny", "--env", "dev", "--source", src, "--parallel", "0", repo=repo_copy
-        )
-        assert bad.code == 2 and "--parallel" in bad.err and not proxy.exchanges
-        ok = deliver(
-            "modelcar", "publish", "tiny", "--env", "dev", "--source", src, "--parallel", "1",
-            "--cache-dir", str(tmp_path / "c"), "--json", repo=repo_copy,
+    bad = deliver(
+        "modelcar", "publish", "tiny", "--env", "dev", "--source", src, "--parallel", "0", repo=repo_copy
+    )
+    assert bad.code == 2 and "--parallel" in bad.err
+    for parallel in (1, 2):
+        write_spec(
+            repo_copy, "tiny", busybox_base.spec_ref, repository=f"par{parallel}-{tmp_path.name[-8:]}",
+            layerThreshold=1 << 20,
         )  # fmt: skip
-        assert ok.code == 0, ok.err
-        assert sum(b["outcome"] == "uploaded" for b in json.loads(ok.out)["blobs"]) >= 3
-        assert proxy.max_concurrent_uploads == 1
+        with FaultProxy(registry.host) as proxy:
+            # slow uploads (0.3 s per MiB) so that uploads allowed to overlap do overlap
+            proxy.add(Fault("throttle", method="PUT", path="/blobs/uploads/", times=-1, delay_per_mib=0.3))
+            point_env_at(repo_copy, "dev", proxy.host)
+            ok = deliver(
+                "modelcar", "publish", "tiny", "--env", "dev", "--source", src, "--parallel", str(parallel),
+                "--cache-dir", str(tmp_path / "c"), "--json", repo=repo_copy,
+            )  # fmt: skip
+            assert ok.code == 0, ok.err
+            assert sum(b["outcome"] == "uploaded" for b in json.loads(ok.out)["blobs"]) >= 3
+            assert proxy.max_concurrent_uploads == parallel
 
 
 def _limit_file_size() -> None:  # runs in the child before exec

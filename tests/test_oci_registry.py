@@ -439,7 +439,6 @@ def test_image_push_reports_the_blob_that_failed_not_those_it_cancelled(
     proxy.add(Fault("throttle", method="PUT", path=layers[0].digest[7:], times=-1, delay_per_mib=0.5))
     proxy.add(Fault("status", method="PUT", path=layers[1].digest[7:], times=-1))
     repo = registry.unique_repo("root-cause")
-    start = time.monotonic()
     with client_for(proxy.host, retries=1) as client:
         with pytest.raises(RegistryError) as err, ImagePush(client, repo, parallel=2) as push:
             push.add(layers[0])
@@ -449,10 +448,30 @@ def test_image_push_reports_the_blob_that_failed_not_those_it_cancelled(
         assert f"upload of blob {layers[1].digest}" in text and "failed after 2 attempts" in text
         assert "cancelled" not in text
         assert not client.blob_exists(repo, layers[0].digest)  # the crawling upload was stopped
-    assert time.monotonic() - start < 10  # well before the 12 s the throttled upload would take
     assert not proxy.requests("PUT", "/manifests/")
     with pytest.raises(RegistryError, match="failed after 2 attempts"):
         push.add(layers[1])  # a failed push refuses more blobs
+
+
+def test_a_failed_blob_cuts_short_another_blobs_retry_wait(proxy: FaultProxy, registry: Registry) -> None:
+    layers, config, manifest = image(100_000, 100_000, seed="backoff")
+    # layer 1 is told to come back in 20 s; layer 0 fails for good meanwhile
+    proxy.add(Fault("status", method="PUT", path=layers[1].digest[7:], status=503, retry_after="20"))
+    proxy.add(Fault("status", method="PUT", path=layers[0].digest[7:], times=-1))
+    repo = registry.unique_repo("backoff")
+    start = time.monotonic()
+    with (
+        client_for(proxy.host, retries=1) as client,
+        pytest.raises(RegistryError) as err,
+        ImagePush(client, repo, parallel=2) as push,
+    ):
+        push.add(layers[1])
+        push.add(layers[0])
+        push.manifest(layers=layers, config=config, manifest=manifest, manifest_media_type=OCI_MANIFEST)
+    assert f"upload of blob {layers[0].digest}" in str(err.value)
+    assert time.monotonic() - start < 10  # not after layer 1's 20 s wait
+    assert len(proxy.requests("PUT", layers[1].digest[7:])) == 1  # no retry after the cancel
+    assert not proxy.requests("PUT", "/manifests/")
 
 
 def test_a_blob_that_changes_during_upload_is_caught_and_no_manifest_pushed(

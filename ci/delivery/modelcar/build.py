@@ -10,8 +10,9 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -194,9 +195,27 @@ def _parallel(
         return [fn(layer) for layer in layers]
     # Largest first, so the longest job starts first; results keep the planned order.
     order = sorted(range(len(layers)), key=lambda i: -layers[i].data_size)
+    stop = threading.Event()
+
+    def guarded(layer: TarLayer) -> ModelLayer | None:
+        if stop.is_set():  # an earlier layer failed: do not read this one
+            return None
+        try:
+            return fn(layer)
+        except BaseException:
+            stop.set()
+            raise
+
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="modelcar") as pool:
-        futures = {i: pool.submit(fn, layers[i]) for i in order}
-        return [futures[i].result() for i in range(len(layers))]
+        futures = {i: pool.submit(guarded, layers[i]) for i in order}
+        done, _ = wait(futures.values(), return_when=FIRST_EXCEPTION)
+        error = next((f.exception() for f in done if f.exception() is not None), None)
+        if error is not None:  # stop at the first error: layers not started yet are never read
+            for future in futures.values():
+                future.cancel()
+            raise error
+        results = [futures[i].result() for i in range(len(layers))]
+        return [r for r in results if r is not None]
 
 
 def assemble(

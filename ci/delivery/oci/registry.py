@@ -251,7 +251,9 @@ class RegistryClient:
                     progress(-reported[0])
                 raise
 
-        pushed = self._retrying(f"upload of blob {blob.digest} ({blob.size} bytes) to {repository}", attempt)
+        pushed = self._retrying(
+            f"upload of blob {blob.digest} ({blob.size} bytes) to {repository}", attempt, cancel
+        )
         if pushed.outcome != "uploaded" and on_progress is not None:
             on_progress(blob.size - reported[0])
         return pushed
@@ -344,7 +346,13 @@ class RegistryClient:
             raise _blob_changed(blob, "bytes with another digest (the registry refused them: DIGEST_INVALID)")
         if final.status_code != 201:
             raise self._error(final, what)
-        self._check_digest_header(final, blob.digest, what)
+        self._check_digest_header(
+            final,
+            blob.digest,
+            what,
+            fix="the source changed after it was hashed, or the bytes were altered on the way: "
+            "rebuild, then push again",
+        )
         return sent[0]
 
     def _cancel_upload(self, location: httpx.URL, scopes: tuple[str, ...]) -> None:
@@ -699,10 +707,12 @@ class RegistryClient:
             )
         return _Token(value, started + lifetime)
 
-    def _retrying(self, what: str, operation: Callable[[], T]) -> T:
+    def _retrying(self, what: str, operation: Callable[[], T], cancel: threading.Event | None = None) -> T:
         last: _Transient | None = None
         for attempt in range(self.retries + 1):
             try:
+                if cancel is not None and cancel.is_set():
+                    raise _Cancelled()
                 return operation()
             except _Transient as exc:
                 last = exc
@@ -712,7 +722,10 @@ class RegistryClient:
                 if exc.retry_after is not None:
                     delay = max(delay, min(exc.retry_after, self.max_backoff))
                 log.warning("%s: %s; retry %d/%d in %.1fs", what, exc, attempt + 1, self.retries, delay)
-                time.sleep(delay)
+                if cancel is None:
+                    time.sleep(delay)
+                elif cancel.wait(delay):  # another blob failed while we waited: stop now
+                    raise _CancelledError(f"{what} cancelled: another blob of the push failed") from None
             except _Cancelled:
                 raise _CancelledError(f"{what} cancelled: another blob of the push failed") from None
         raise RegistryError(
@@ -722,13 +735,20 @@ class RegistryClient:
             "(blobs already pushed are skipped)",
         )
 
-    def _check_digest_header(self, response: httpx.Response, digest: str, what: str) -> None:
+    def _check_digest_header(
+        self,
+        response: httpx.Response,
+        digest: str,
+        what: str,
+        *,
+        fix: str = "the bytes were altered on the way; push again",
+    ) -> None:
         returned = response.headers.get("Docker-Content-Digest")
         if returned and returned != digest:
             raise RegistryError(
                 f"{what}: the registry stored digest {returned}, expected {digest}",
                 where=self.registry,
-                fix="the bytes were altered on the way; push again",
+                fix=fix,
             )
 
     def _error_detail(self, response: httpx.Response) -> str:
@@ -888,7 +908,7 @@ class ImagePush:
     def _wait_all(self) -> dict[str, BlobPush]:
         futures = self._snapshot()
         done, _ = wait(futures.values(), return_when=FIRST_EXCEPTION)
-        if any(f.exception() is not None for f in done):
+        if any(not f.cancelled() and f.exception() is not None for f in done):
             self._raise_failure()
         return {digest: future.result() for digest, future in futures.items()}
 
