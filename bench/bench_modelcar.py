@@ -1,6 +1,6 @@
 """Modelcar benchmark (run by hand, not a test): ratios against baselines measured in the same run.
 
-    .venv/bin/python bench/bench_modelcar.py [--gib 2] [--rounds 3]
+    .venv/bin/python bench/bench_modelcar.py [--gib 2] [--rounds 5]
 
 ~2 GB of weights in 5 files under bench/out/ (git-ignored). Measures, each as a subprocess of the
 real CLI (so peak RSS is the process's own): sha256sum of the same bytes (the limit), our cold build
@@ -38,12 +38,13 @@ REGISTRY_V3 = ROOT / "bench" / "out" / "bin" / "registry"
 SHARES = (0.40, 0.30, 0.18, 0.09, 0.03)
 
 
-def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU seconds a running process has used so far (from /proc)."""
+def cpu_seconds(pid: int | None) -> tuple[float, float]:
+    """User and system CPU seconds a running process has used so far (from /proc)."""
     if pid is None:
-        return 0.0
+        return 0.0, 0.0
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def timed_rss(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int, str, float]:
@@ -83,7 +84,7 @@ def make_weights(dest: Path, total: int) -> list[Path]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--gib", type=float, default=2.0)
-    parser.add_argument("--rounds", type=int, default=3, help="each contender runs this many times")
+    parser.add_argument("--rounds", type=int, default=5, help="each contender runs this many times")
     parser.add_argument(
         "--registry",
         default=str(REGISTRY_V3) if REGISTRY_V3.exists() else "docker-registry",
@@ -174,7 +175,8 @@ def main() -> None:
             before = cpu_seconds(reg.pid)
             r["push"], peak, cold, r["push_cpu"] = cold_publish()
             rss["push"] = max(rss.get("push", 0), peak)
-            r["push_registry_cpu"] = cpu_seconds(reg.pid) - before
+            after = cpu_seconds(reg.pid)
+            r["push_registry_user"], r["push_registry_sys"] = after[0] - before[0], after[1] - before[1]
             if n == args.rounds:
                 r["noop"], rss["noop"], out, _ = timed_rss(publish, env)  # measured once, in the last round
                 noop = json.loads(out)
@@ -189,13 +191,15 @@ def main() -> None:
         with running_registry(OUT / "registry-peer", binary=registry) as reg:
             before = cpu_seconds(reg.pid)
             r["peer"] = peer_push(reg.host)
-            r["peer_registry_cpu"] = cpu_seconds(reg.pid) - before
+            after = cpu_seconds(reg.pid)
+            r["peer_registry_cpu"] = after[0] + after[1] - before[0] - before[1]
         shutil.rmtree(OUT / "registry-peer", ignore_errors=True)
         rounds.append(r)
         print(
             f"round {n}: sha256sum {r['sha']:.2f} s, build {r['build']:.2f} s, push {r['push']:.2f} s, "
             f"peer {r['peer']:.2f} s -> push vs peer {r['peer'] / r['push']:.2f}x "
-            f"(CPU: our client {r['push_cpu']:.1f} s, registry {r['push_registry_cpu']:.1f} s during ours, "
+            f"(CPU: our client {r['push_cpu']:.1f} s, registry {r['push_registry_user']:.1f} s user + "
+            f"{r['push_registry_sys']:.1f} s sys during ours, "
             f"{r['peer_registry_cpu']:.1f} s during the peer's; "
             f"load {os.getloadavg()[0]:.2f})",
             flush=True,

@@ -7,6 +7,7 @@ start it the same way: free port, data in a given directory, optional htpasswd b
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import shutil
 import socket
@@ -89,7 +90,9 @@ def local_registry(
         cfg.append(f"auth: {{htpasswd: {{realm: local-registry, path: {base / 'htpasswd'}}}}}")
     (base / "config.yml").write_text("\n".join(cfg) + "\n")
     with reg.log.open("wb") as log:
-        proc = subprocess.Popen([binary, "serve", str(base / "config.yml")], stdout=log, stderr=log)
+        # distribution v3 exports OpenTelemetry traces by default; a throwaway registry has no collector
+        env = {**os.environ, "OTEL_TRACES_EXPORTER": "none"}
+        proc = subprocess.Popen([binary, "serve", str(base / "config.yml")], stdout=log, stderr=log, env=env)
     reg.pid = proc.pid
     try:
         _wait_ready(proc, reg, startup_timeout)
