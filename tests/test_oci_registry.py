@@ -19,7 +19,7 @@ import pytest
 from conftest import Registry
 from delivery.console import ProgressReporter
 from delivery.errors import RegistryError, SourceError, UsageError
-from delivery.oci.blobs import BytesBlob, FileBlob, digest_of_chunks
+from delivery.oci.blobs import BytesBlob, FileBlob, digest_of_chunks, sha256_digest
 from delivery.oci.reference import ImageRef
 from delivery.oci.registry import (
     OCI_MANIFEST,
@@ -472,6 +472,35 @@ def test_a_failed_blob_cuts_short_another_blobs_retry_wait(proxy: FaultProxy, re
     assert time.monotonic() - start < 10  # not after layer 1's 20 s wait
     assert len(proxy.requests("PUT", layers[1].digest[7:])) == 1  # no retry after the cancel
     assert not proxy.requests("PUT", "/manifests/")
+
+
+def test_a_source_file_that_vanishes_before_upload_is_one_clear_source_error(
+    registry: Registry, tmp_path: Path
+) -> None:
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(b"weights" * 50_000)
+    blob = FileBlob.of(path, LAYER)
+    config = BytesBlob(b"{}", CONFIG)
+    manifest = json.dumps(
+        {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+         "config": {"mediaType": CONFIG, "digest": config.digest, "size": config.size},
+         "layers": [{"mediaType": LAYER, "digest": blob.digest, "size": blob.size}]}
+    ).encode()  # fmt: skip
+    path.unlink()  # hashed, then gone before the upload reads it
+    repo = registry.unique_repo("vanished")
+    with client_for(registry.host) as client:
+        with pytest.raises(SourceError, match="No such file or directory") as err:
+            push_image(
+                client,
+                repo,
+                layers=[blob],
+                config=config,
+                manifest=manifest,
+                manifest_media_type=OCI_MANIFEST,
+            )
+        assert err.value.problems[0].where == str(path) and "vanished or became unreadable" in str(err.value)
+        with pytest.raises(RegistryError, match="HTTP 404"):
+            client.get_manifest(repo, sha256_digest(manifest))
 
 
 def test_a_blob_that_changes_during_upload_is_caught_and_no_manifest_pushed(

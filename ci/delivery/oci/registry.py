@@ -927,6 +927,12 @@ class ImagePush:
         first = failed[0]
         if isinstance(first, DeliveryError):
             raise first
+        if isinstance(first, OSError):  # reading a blob's bytes (a weight file) failed mid-push
+            raise SourceError(
+                f"reading a blob's source failed during the push: {first.strerror or first}",
+                where=str(first.filename) if first.filename else "blob source",
+                fix="a source file vanished or became unreadable after it was hashed: check it, run again",
+            ) from first
         raise RegistryError(
             f"push of {self.repository} failed: {first!r}", where=self.client.registry
         ) from first
