@@ -232,9 +232,9 @@ def assemble(
 
 
 def _prepare(
-    repo: Path, name: str, opts: BuildOptions, reporter: ProgressReporter
+    repo: Path, name: str, opts: BuildOptions, reporter: ProgressReporter, spec: ModelcarSpec | None = None
 ) -> tuple[ModelcarSpec, ModelSource, dict[str, BaseImage], list[TarLayer]]:
-    spec = load_spec(repo, name)
+    spec = spec if spec is not None else load_spec(repo, name)
     reporter.line(f"modelcar {name}: {spec.source.repo}@{spec.source.revision[:12]}")
     source = load_source(spec, opts)
     bases = resolve_base(spec.base, spec.platforms, repo=repo, cache_dir=opts.cache)
@@ -248,12 +248,14 @@ def build_image(
     reporter: ProgressReporter,
     *,
     on_layer: Callable[[ModelLayer], None] | None = None,
+    spec: ModelcarSpec | None = None,
 ) -> BuiltImage:
     """Pass 1 only: the image's digest and bytes without writing any output.
 
-    ``on_layer`` sees each model layer as soon as it is hashed and its files match the hub's sha256s.
+    ``on_layer`` sees each model layer as soon as it is hashed and its files match the hub's sha256s;
+    ``spec`` is the already loaded modelcars/NAME.yaml (read here when not given).
     """
-    spec, source, bases, planned = _prepare(repo, name, opts, reporter)
+    spec, source, bases, planned = _prepare(repo, name, opts, reporter, spec)
     cache = DigestCache.at(opts.cache if opts.use_digest_cache else None)
     task = reporter.task("hash", sum(t.data_size for t in planned))
 
@@ -376,7 +378,8 @@ def publish(
     from delivery.oci.registry import ImagePush, RegistryClient
 
     cfg = load_env(repo, env)
-    target = lockmod.env_repository(cfg.registry, load_spec(repo, name).repository)
+    spec = load_spec(repo, name)
+    target = lockmod.env_repository(cfg.registry, spec.repository)
     credentials = resolve_credentials(target.registry, username=username, password=password)
     mounts = _mount_sources(repo, env, target.registry, target.repository)
     blobs: list[dict[str, Any]] = []
@@ -385,7 +388,9 @@ def publish(
         RegistryClient(target.registry, credentials) as client,
         ImagePush(client, target.repository, mount_from=mounts, parallel=parallel, progress=reporter) as push,
     ):
-        built = build_image(repo, name, opts, reporter, on_layer=lambda layer: push.add(LayerBlob(layer)))
+        built = build_image(
+            repo, name, opts, reporter, on_layer=lambda layer: push.add(LayerBlob(layer)), spec=spec
+        )
         single = built.index is None
         for platform, base in built.bases.items():
             layers: list[Blob] = [base.blob(d) for d in base.layers]

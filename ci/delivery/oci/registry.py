@@ -956,11 +956,7 @@ def push_image(
     Nothing is pushed when the manifest does not describe exactly these blobs; the manifest is
     never pushed when a blob failed, so no tag ever points at a missing blob.
     """
-    if parallel < 1:
-        raise UsageError(f"parallel must be >= 1, not {parallel}", where="push")
-    _check_tags(tags)
-    _check_manifest_describes(manifest, manifest_media_type, layers, config)
-    blobs = len({b.digest for b in [*layers, config]})
+    blobs = len({b.digest for b in [*layers, config]})  # ImagePush and manifest() check the rest
     with ImagePush(
         client, repository, mount_from=mount_from, parallel=min(parallel, blobs), progress=progress
     ) as push:
