@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "ci"))
 
 from conftest import find_tool, running_registry  # noqa: E402
-from delivery import yamlio  # noqa: E402
-from delivery.console import ProgressReporter  # noqa: E402
+from delivery.core import yamlio  # noqa: E402
+from delivery.core.console import ProgressReporter  # noqa: E402
 from delivery.modelcar.build import BuildOptions  # noqa: E402
 from delivery.modelcar.build import publish as publish_fn  # noqa: E402
 from delivery.modelcar.busybox import build_busybox_layout  # noqa: E402

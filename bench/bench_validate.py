@@ -19,7 +19,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "ci"))
 
-from delivery import config, manifests, schemas, validate  # noqa: E402
+from delivery import config  # noqa: E402
+from delivery.schemas import bundle as schema_bundle  # noqa: E402
+from delivery.validation import kubeconform, manifests, validate  # noqa: E402
 
 TARGET_SECONDS = 3.0
 
@@ -30,12 +32,12 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def naive_baseline(repo: Path, bundle: schemas.SchemaBundle, minor: str, files: list[str]) -> float:
+def naive_baseline(repo: Path, bundle: schema_bundle.SchemaBundle, minor: str, files: list[str]) -> float:
     """One kubeconform process per file, sequentially (what a simple CI script does)."""
-    binary = validate.kubeconform_binary()
+    binary = kubeconform.kubeconform_binary()
     start = time.perf_counter()
     for name in files:
-        args = validate.kubeconform_args(binary, bundle, minor, [name], workers=4)
+        args = kubeconform.kubeconform_args(binary, bundle, minor, [name], workers=4)
         subprocess.run(args, cwd=repo, capture_output=True, text=True, check=False)
     return time.perf_counter() - start
 
@@ -49,7 +51,7 @@ def main() -> int:
     minors = sorted({config.load_env(REPO, e).cluster.kubernetes_version for e in envs})
     if len(minors) != 1:
         print(f"environments span several Kubernetes minors {minors}; the baseline uses {minors[0]}")
-    bundle = schemas.ensure_bundle(REPO, minors)  # cached: not part of the measurement
+    bundle = schema_bundle.ensure_bundle(REPO, minors)  # cached: not part of the measurement
     files = sorted(str(p.relative_to(REPO)) for e in envs for p in manifests.env_files(REPO, e))
     if not files:
         print("no layer manifests under clusters/*/layers: nothing to benchmark", file=sys.stderr)
@@ -66,7 +68,7 @@ def main() -> int:
     findings = sum(len(r.findings) for r in reports)
 
     start = time.perf_counter()
-    single = [r for r in validate.run_kubeconform(REPO, bundle, minors[0], files) if r.get("status")]
+    single = [r for r in kubeconform.run_kubeconform(REPO, bundle, minors[0], files) if r.get("status")]
     one_process = time.perf_counter() - start
 
     start_cpu = cpu_seconds()

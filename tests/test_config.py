@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from delivery import config as envconfig
-from delivery.errors import ConfigError, UsageError
+from delivery.core.errors import ConfigError, UsageError
 
 
 def _edit(repo: Path, env: str, old: str, new: str) -> None:
@@ -221,7 +221,9 @@ def test_error_names_the_line(repo_copy: Path) -> None:
         envconfig.load_env(repo_copy, "dev")
     lines = (repo_copy / "environments/dev/config.yaml").read_text().splitlines()
     lineno = next(i for i, line in enumerate(lines, 1) if "perNode: many" in line)
-    assert exc.value.problems[0].where == f"environments/dev/config.yaml:{lineno}"
+    where = exc.value.problems[0].where
+    assert (where.file, where.line, where.key) == ("environments/dev/config.yaml", lineno, "gpu.perNode")
+    assert str(where) == f"environments/dev/config.yaml:{lineno}: gpu.perNode"
 
 
 def test_all_errors_of_a_file_are_reported_at_once(deliver, repo_copy: Path) -> None:  # type: ignore[no-untyped-def]
@@ -231,9 +233,9 @@ def test_all_errors_of_a_file_are_reported_at_once(deliver, repo_copy: Path) -> 
     res = deliver("config", "check", "--env", "dev", "--json", repo=repo_copy)
     assert res.code == 2
     data = json.loads(res.out)
-    whats = [p["what"] for p in data["problems"]]
-    assert len(whats) == 4, whats
-    assert {w.split(":")[0] for w in whats} == {"profile", "gpu.perNode", "cluster.name", "cluster.colour"}
+    keys = [p["location"]["key"] for p in data["problems"]]
+    assert len(keys) == 4, data["problems"]
+    assert set(keys) == {"profile", "gpu.perNode", "cluster.name", "cluster.colour"}
 
 
 def test_yaml_syntax_and_duplicate_keys_are_errors(deliver, repo_copy: Path) -> None:  # type: ignore[no-untyped-def]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from delivery import fsutil
+from delivery.core import fsutil
 
 
 def test_atomic_write_replaces_whole_and_leaves_no_temp(tmp_path: Path) -> None:

@@ -12,9 +12,10 @@ import pytest
 from ruamel.yaml import YAML
 
 from delivery import config as envconfig
-from delivery import layers
-from delivery.manifests import load_layer_manifests
-from delivery.profiles import PROFILES
+from delivery import gitops as layers
+from delivery.gitops import conventions, serving
+from delivery.gitops.conventions import PROFILES
+from delivery.validation.manifests import load_layer_manifests
 
 REPO = Path(__file__).resolve().parent.parent
 ENVS = ("dev", "staging", "prod")
@@ -136,7 +137,7 @@ def test_keda_scales_from_zero_on_a_signal_that_exists_at_zero_replicas() -> Non
     rel = "clusters/prod/layers/components/serving/raw-vllm/scaledobject-serving-raw-vllm.yaml"
     text = (REPO / rel).read_text()
     comment = "".join(line[2:] + "\n" for line in text.splitlines() if line.startswith("# "))
-    assert layers.SCALE_FROM_ZERO_NOTE + "\n" in comment
+    assert serving.SCALE_FROM_ZERO_NOTE + "\n" in comment
     assert "at zero replicas" in comment and "agentgateway_requests_total" in comment
 
 
@@ -294,7 +295,7 @@ def test_eso_identity_matches_the_substrate() -> None:
     iam = (REPO / "tofu/modules/gke/iam.tf").read_text()
     variables = (REPO / "tofu/modules/gke/variables.tf").read_text()
     assert 'account_id   = "${var.environment}-eso-sa"' in iam
-    ksa = f"{layers.ESO_NS}/{layers.ESO_KSA}"
+    ksa = f"{conventions.ESO_NS}/{conventions.ESO_KSA}"
     assert re.search(r'variable "eso_kubernetes_service_account"[^}]*default\s*=\s*"' + ksa + '"', variables)
     for env in ENVS:
         cfg = envconfig.load_env(REPO, env)
@@ -302,12 +303,15 @@ def test_eso_identity_matches_the_substrate() -> None:
             a for a in _by_kind(REPO, env, "Application") if a["metadata"]["name"] == "external-secrets"
         )
         sa = app["spec"]["source"]["helm"]["valuesObject"]["serviceAccount"]
-        assert sa["name"] == layers.ESO_KSA and app["spec"]["destination"]["namespace"] == layers.ESO_NS
+        assert (
+            sa["name"] == conventions.ESO_KSA
+            and app["spec"]["destination"]["namespace"] == conventions.ESO_NS
+        )
         gsa = f"{env}-eso-sa@{cfg.cluster.project_id}.iam.gserviceaccount.com"
         assert sa["annotations"]["iam.gke.io/gcp-service-account"] == gsa
         (store,) = _by_kind(REPO, env, "ClusterSecretStore")
         ref = store["spec"]["provider"]["gcpsm"]["auth"]["workloadIdentity"]["serviceAccountRef"]
-        assert ref == {"name": layers.ESO_KSA, "namespace": layers.ESO_NS}
+        assert ref == {"name": conventions.ESO_KSA, "namespace": conventions.ESO_NS}
 
 
 def test_unpublished_modelcar_is_a_visible_warning(deliver, repo_copy: Path) -> None:  # type: ignore[no-untyped-def]
@@ -316,7 +320,7 @@ def test_unpublished_modelcar_is_a_visible_warning(deliver, repo_copy: Path) -> 
     assert res.code == 0
     assert (
         "warning: modelcar europe-west4-docker.pkg.dev/llm-platform-dev/modelcars/qwen2.5-0.5b-instruct@"
-        f"{layers.UNPUBLISHED} is not published yet (digest from clusters/pins.yaml "
+        f"{conventions.UNPUBLISHED} is not published yet (digest from clusters/pins.yaml "
         "(modelcars.qwen2.5-0.5b-instruct)); run `deliver modelcar publish` to write the lock, then re-render"
     ) in res.err
     lock = repo_copy / "modelcars/qwen2.5-0.5b-instruct.lock.yaml"
@@ -356,6 +360,7 @@ def test_check_json_lists_each_drifted_file(deliver, repo_copy: Path) -> None:  
     assert data["problems"] == [
         {
             "where": "clusters/prod/layers/platform/keda.yaml",
+            "location": {"file": "clusters/prod/layers/platform/keda.yaml", "line": None, "key": ""},
             "what": "out of date with the environment config or pins",
             "fix": "run: deliver layers render --env prod --write",
         }

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from delivery import yamlio
+from delivery.core import yamlio
 from delivery.modelcar import tarlayer
 from delivery.modelcar.busybox import BaseLayout, build_busybox_index
 from delivery.modelcar.tarlayer import LayerFile, TarLayer
@@ -411,7 +411,7 @@ def test_a_base_pinned_in_a_registry_is_resolved_per_platform_and_cached(
 def test_the_hash_pass_stops_at_the_first_error(tmp_path: Path) -> None:
     # a layer that fails (e.g. a file that does not match the hub's sha256) stops the pass: layers
     # not started yet are never read, so nothing more reaches the uploader
-    from delivery.errors import SourceError
+    from delivery.core.errors import SourceError
     from delivery.modelcar import build
 
     layers = []

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 
-from delivery import yamlio
+from delivery.core import yamlio
 from delivery.modelcar.busybox import BaseLayout
 from faultproxy import Fault, FaultProxy
 from loopback import loopback_host, start_loopback_server, stop_loopback_server
@@ -362,7 +362,7 @@ def test_an_unwritable_lock_is_one_clear_error(
 
 
 def test_lock_refuses_to_leave_out_an_environment_whose_config_is_broken(repo_copy: Path) -> None:
-    from delivery.errors import ConfigError
+    from delivery.core.errors import ConfigError
     from delivery.modelcar import lock as lockmod
     from delivery.modelcar.spec import load_spec
 

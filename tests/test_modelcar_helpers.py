@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from conftest import IN_CI, require_tool
-from delivery import yamlio
+from delivery.core import yamlio
 from delivery.modelcar.busybox import BaseLayout, build_busybox_layout
 
 MINILM_REPO = "sentence-transformers/all-MiniLM-L6-v2"

@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from delivery import yamlio
+from delivery.core import yamlio
 from delivery.modelcar.busybox import BaseLayout
 from test_modelcar_helpers import point_env_at, sha256_file, write_spec
 

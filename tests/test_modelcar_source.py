@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from delivery.console import ProgressReporter
-from delivery.errors import SourceError
+from delivery.core.console import ProgressReporter
+from delivery.core.errors import SourceError
 from delivery.modelcar.build import BuildOptions, build_image, build_layout
 from delivery.modelcar.busybox import BaseLayout
 from faultproxy import FaultProxy

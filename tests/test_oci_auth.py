@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Registry, free_port, require_tool
-from delivery.errors import ConfigError, RegistryError
+from delivery.core.errors import ConfigError, RegistryError
 from delivery.oci.auth import (
     Credentials,
     GoogleAccessTokenCredentials,

@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from conftest import Registry
-from delivery.console import ProgressReporter
-from delivery.errors import RegistryError, SourceError, UsageError
+from delivery.core.console import ProgressReporter
+from delivery.core.errors import RegistryError, SourceError, UsageError
 from delivery.oci.blobs import BytesBlob, FileBlob, digest_of_chunks, sha256_digest
 from delivery.oci.reference import ImageRef
 from delivery.oci.registry import (
@@ -498,7 +498,7 @@ def test_a_source_file_that_vanishes_before_upload_is_one_clear_source_error(
                 manifest=manifest,
                 manifest_media_type=OCI_MANIFEST,
             )
-        assert err.value.problems[0].where == str(path) and "vanished or became unreadable" in str(err.value)
+        assert err.value.problems[0].where.file == str(path) and "vanished or became unreadable" in str(err.value)
         with pytest.raises(RegistryError, match="HTTP 404"):
             client.get_manifest(repo, sha256_digest(manifest))
 

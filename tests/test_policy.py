@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from delivery import config as envconfig
-from delivery import layers
-from delivery.manifests import load_env_manifests
-from delivery.policy import check_policies, check_tofu, check_warnings
-from delivery.validate import Finding
+from delivery import gitops as layers
+from delivery.validation.findings import Finding
+from delivery.validation.manifests import load_env_manifests
+from delivery.validation.policy import check_policies, check_tofu, check_warnings
 
 REPO = Path(__file__).resolve().parent.parent
 LAYERS = "clusters/{env}/layers"

@@ -8,7 +8,8 @@ import pytest
 from ruamel.yaml import YAML
 
 from delivery import config as envconfig
-from delivery import profiles
+from delivery.gitops import conventions
+from delivery.gitops import root as profiles
 
 EXPECTED = {
     "platform": ["platform"],
@@ -112,9 +113,9 @@ def test_bad_input(deliver, repo_copy: Path) -> None:  # type: ignore[no-untyped
 
 
 def test_layers_for_rejects_unknown_profile() -> None:
-    assert profiles.layers_for("serving") == ("platform", "serving")
+    assert conventions.layers_for("serving") == ("platform", "serving")
     with pytest.raises(ValueError, match="unknown profile"):
-        profiles.layers_for("nope")
+        conventions.layers_for("nope")
 
 
 def test_check_fails_when_the_root_was_never_written(deliver, repo_copy: Path) -> None:  # type: ignore[no-untyped-def]

@@ -18,8 +18,10 @@ from pathlib import Path
 import pytest
 
 from conftest import IN_CI, REPO, Result
-from delivery import schemas
-from delivery.errors import SourceError, UsageError
+from delivery.core.errors import SourceError, UsageError
+from delivery.schemas import bundle as schema_bundle
+from delivery.schemas import convert as schema_convert
+from delivery.schemas import sources as schema_sources
 
 SHARED_SCHEMAS = REPO.parent / "shared" / "kube-schemas"
 
@@ -35,35 +37,37 @@ def hermetic_schemas() -> Path:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> schemas.SchemaBundle:
+def built(tmp_path_factory: pytest.TempPathFactory) -> schema_bundle.SchemaBundle:
     """A bundle built from scratch (fresh cache), offline."""
     cache = tmp_path_factory.mktemp("schema-cache")
-    return schemas.ensure_bundle(REPO, ["1.34"], source_dir=hermetic_schemas(), cache_dir=cache, offline=True)
+    return schema_bundle.ensure_bundle(
+        REPO, ["1.34"], source_dir=hermetic_schemas(), cache_dir=cache, offline=True
+    )
 
 
 def test_pins_cover_every_hermetic_file_and_match_it() -> None:
     source = hermetic_schemas()
-    pins = {p.path: p for p in schemas.pinned_files()}
+    pins = {p.path: p for p in schema_sources.pinned_files()}
     on_disk = {str(p.relative_to(source)) for p in source.rglob("*") if p.is_file() and p.name != "README.md"}
     assert set(pins) == on_disk
-    data, origin = schemas.read_sources(
+    data, origin = schema_sources.read_sources(
         list(pins.values()), source_dir=source, download_cache=Path("/nonexistent"), offline=True
     )
     assert set(origin.values()) == {"source"} and len(data) == len(pins)
     assert pins["catalog/argoproj.io/application_v1alpha1.json"].url.endswith(
-        f"datreeio/CRDs-catalog/{schemas.CATALOG_COMMIT}/argoproj.io/application_v1alpha1.json"
+        f"datreeio/CRDs-catalog/{schema_sources.CATALOG_COMMIT}/argoproj.io/application_v1alpha1.json"
     )
     assert pins["crds/kserve-v0.19.0/serving.kserve.io_llminferenceservices.yaml"].url.endswith(
         "kserve/kserve/v0.19.0/config/crd/full/serving.kserve.io_llminferenceservices.yaml"
     )
 
 
-def test_bundle_records_provenance_and_indexes_kinds(built: schemas.SchemaBundle) -> None:
-    meta = json.loads((built.root / schemas.BUNDLE_FILE).read_text())
+def test_bundle_records_provenance_and_indexes_kinds(built: schema_bundle.SchemaBundle) -> None:
+    meta = json.loads((built.root / schema_sources.BUNDLE_FILE).read_text())
     assert meta["kubernetesVersions"] == ["1.34"]
     assert meta["sources"]["kubernetesValidate"]["version"] == "1.37.0"
     files = {f["path"]: f for f in meta["sources"]["files"]}
-    assert len(files) == len(schemas.pinned_files())
+    assert len(files) == len(schema_sources.pinned_files())
     assert all(f["from"] == "source" and len(f["sha256"]) == 64 for f in files.values())
     assert built.api_versions("Deployment", "1.34") == ["apps/v1"]
     assert built.api_versions("InferencePool", "1.34") == ["inference.networking.k8s.io/v1"]
@@ -77,7 +81,7 @@ def test_bundle_records_provenance_and_indexes_kinds(built: schemas.SchemaBundle
     assert (built.root / "licenses/catalog/LICENSE").is_file()
 
 
-def test_core_schemas_are_standalone_for_kubeconform(built: schemas.SchemaBundle) -> None:
+def test_core_schemas_are_standalone_for_kubeconform(built: schema_bundle.SchemaBundle) -> None:
     for variant in ("v1.34.0-standalone", "v1.34.0-standalone-strict"):
         folder = built.root / "kubernetes" / variant
         files = list(folder.rglob("*.json"))
@@ -92,7 +96,7 @@ def test_core_schemas_are_standalone_for_kubeconform(built: schemas.SchemaBundle
     assert "io.k8s.api.apps.v1.DeploymentSpec" not in pod["$defs"]  # and only what it uses
 
 
-def test_crd_variants_differ_only_in_strictness(built: schemas.SchemaBundle) -> None:
+def test_crd_variants_differ_only_in_strictness(built: schema_bundle.SchemaBundle) -> None:
     rel = "inference.networking.k8s.io/inferencepool_v1.json"
     plain = json.loads((built.root / "crds/standalone" / rel).read_text())
     strict = json.loads((built.root / "crds/standalone-strict" / rel).read_text())
@@ -106,7 +110,7 @@ def test_crd_variants_differ_only_in_strictness(built: schemas.SchemaBundle) -> 
 
 
 def test_openapi_conversion_handles_nullable_and_int_or_string() -> None:
-    converted = schemas.openapi_to_jsonschema(
+    converted = schema_convert.openapi_to_jsonschema(
         {
             "type": "object",
             "properties": {
@@ -121,7 +125,7 @@ def test_openapi_conversion_handles_nullable_and_int_or_string() -> None:
     assert props["port"]["oneOf"] == [{"type": "string"}, {"type": "integer"}]
     assert props["legacy"] == {"oneOf": [{"type": "string"}, {"type": "integer"}]}
     assert props["note"] == {"type": ["string", "null"], "enum": ["a", None]}
-    strict = schemas.strictify(converted)
+    strict = schema_convert.strictify(converted)
     assert strict["additionalProperties"] is False
     assert strict["properties"]["properties"]["additionalProperties"] is False  # a field named "properties"
     assert "additionalProperties" not in strict["properties"]["port"]
@@ -135,27 +139,29 @@ def test_strictify_keeps_objects_that_preserve_unknown_fields_open() -> None:
             "labels": {"type": "object", "additionalProperties": {"type": "string"}},
         },
     }
-    strict = schemas.strictify(schema)
+    strict = schema_convert.strictify(schema)
     assert "additionalProperties" not in strict["properties"]["config"]
     assert strict["properties"]["labels"]["additionalProperties"] == {"type": "string"}
 
 
-def test_bundle_is_cached_by_its_inputs(built: schemas.SchemaBundle) -> None:
-    marker = (built.root / schemas.BUNDLE_FILE).stat().st_mtime_ns
-    again = schemas.ensure_bundle(
+def test_bundle_is_cached_by_its_inputs(built: schema_bundle.SchemaBundle) -> None:
+    marker = (built.root / schema_sources.BUNDLE_FILE).stat().st_mtime_ns
+    again = schema_bundle.ensure_bundle(
         REPO, ["1.34"], source_dir=Path("/nonexistent"), cache_dir=built.root.parent, offline=True
     )
-    assert again.root == built.root and (again.root / schemas.BUNDLE_FILE).stat().st_mtime_ns == marker
-    pins = schemas.pinned_files()
-    assert schemas.bundle_key(["1.34"], pins) == built.key
-    assert schemas.bundle_key(["1.33", "1.34"], pins) != built.key
-    assert schemas.bundle_key(["1.34"], pins[1:]) != built.key
+    assert again.root == built.root and (again.root / schema_sources.BUNDLE_FILE).stat().st_mtime_ns == marker
+    pins = schema_sources.pinned_files()
+    assert schema_bundle.bundle_key(["1.34"], pins) == built.key
+    assert schema_bundle.bundle_key(["1.33", "1.34"], pins) != built.key
+    assert schema_bundle.bundle_key(["1.34"], pins[1:]) != built.key
 
 
 def test_offline_without_sources_fails_and_writes_nothing(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     with pytest.raises(SourceError) as err:
-        schemas.ensure_bundle(REPO, ["1.34"], source_dir=tmp_path / "missing", cache_dir=cache, offline=True)
+        schema_bundle.ensure_bundle(
+            REPO, ["1.34"], source_dir=tmp_path / "missing", cache_dir=cache, offline=True
+        )
     assert "not available offline" in err.value.render() and "--source" in err.value.render()
     assert not any(p for p in cache.rglob("*") if p.is_file())
 
@@ -168,14 +174,18 @@ def test_a_tampered_source_file_is_rejected(tmp_path: Path) -> None:
     )
     target.write_text(target.read_text().replace("InferencePool", "InferencePoo1", 1))
     with pytest.raises(SourceError) as err:
-        schemas.ensure_bundle(REPO, ["1.34"], source_dir=source, cache_dir=tmp_path / "cache", offline=True)
+        schema_bundle.ensure_bundle(
+            REPO, ["1.34"], source_dir=source, cache_dir=tmp_path / "cache", offline=True
+        )
     assert "does not match the pin" in err.value.render()
     assert "inference.networking.k8s.io_inferencepools.yaml" in err.value.render()
 
 
 def test_unsupported_kubernetes_minor_names_the_supported_ones(tmp_path: Path) -> None:
     with pytest.raises(UsageError) as err:
-        schemas.ensure_bundle(REPO, ["1.24"], source_dir=hermetic_schemas(), cache_dir=tmp_path, offline=True)
+        schema_bundle.ensure_bundle(
+            REPO, ["1.24"], source_dir=hermetic_schemas(), cache_dir=tmp_path, offline=True
+        )
     assert "no schemas for Kubernetes 1.24" in err.value.render()
     assert "1.25" in err.value.render() and "1.37" in err.value.render()
 
@@ -217,7 +227,7 @@ def loopback_mirror_for_tests(root: Path) -> Iterator[Callable[[str], bytes]]:
 def _mirror(tmp_path: Path) -> Path:
     mirror = tmp_path / "mirror"
     source = hermetic_schemas()
-    for pin in schemas.pinned_files():
+    for pin in schema_sources.pinned_files():
         parsed = urllib.parse.urlparse(pin.url)
         target = mirror / parsed.netloc / parsed.path.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -229,15 +239,15 @@ def test_online_fetches_pinned_urls_verifies_and_caches_downloads(tmp_path: Path
     mirror = _mirror(tmp_path)
     cache = tmp_path / "cache"
     with loopback_mirror_for_tests(mirror) as fetch:
-        bundle = schemas.ensure_bundle(
+        bundle = schema_bundle.ensure_bundle(
             REPO, ["1.34"], source_dir=tmp_path / "none", cache_dir=cache, fetch=fetch
         )
     origins = {f["from"] for f in bundle.provenance["files"]}
     assert origins == {"download"}
-    assert len(list((cache / "sources").iterdir())) == len({p.sha256 for p in schemas.pinned_files()})
+    assert len(list((cache / "sources").iterdir())) == len({p.sha256 for p in schema_sources.pinned_files()})
     # the downloads now serve offline, with no source dir at all
-    _, origin = schemas.read_sources(
-        schemas.pinned_files(), source_dir=None, download_cache=cache / "sources", offline=True
+    _, origin = schema_sources.read_sources(
+        schema_sources.pinned_files(), source_dir=None, download_cache=cache / "sources", offline=True
     )
     assert set(origin.values()) == {"cache"}
 
@@ -248,7 +258,9 @@ def test_online_download_that_does_not_match_its_pin_is_rejected(tmp_path: Path)
     victim.write_text(victim.read_text().replace("AppProject", "AppProjekt"))
     cache = tmp_path / "cache"
     with loopback_mirror_for_tests(mirror) as fetch, pytest.raises(SourceError) as err:
-        schemas.ensure_bundle(REPO, ["1.34"], source_dir=tmp_path / "none", cache_dir=cache, fetch=fetch)
+        schema_bundle.ensure_bundle(
+            REPO, ["1.34"], source_dir=tmp_path / "none", cache_dir=cache, fetch=fetch
+        )
     assert "downloaded sha256" in err.value.render() and "appproject_v1alpha1.json" in err.value.render()
     assert not any(p.name.endswith(".json") for p in cache.rglob("*"))
 
@@ -259,15 +271,15 @@ def test_online_download_that_does_not_match_its_pin_is_rejected(tmp_path: Path)
 def test_cli_schemas_offline_output_json(
     deliver: Callable[..., Result], repo_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(schemas.SOURCE_DIR_ENV, str(hermetic_schemas()))
-    monkeypatch.setenv(schemas.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(schema_sources.SOURCE_DIR_ENV, str(hermetic_schemas()))
+    monkeypatch.setenv(schema_sources.CACHE_DIR_ENV, str(tmp_path / "cache"))
     out = tmp_path / "bundle"
     res = deliver("schemas", "--env", "dev", "--offline", "--output", str(out), "--json", repo=repo_copy)
     assert res.code == 0, res.err
     info = json.loads(res.out)
     assert info["ok"] and info["path"] == str(out) and info["kubernetesVersions"] == ["1.34"]
     assert "InferencePool" in info["schemas"]["converted"]
-    assert schemas.SchemaBundle.load(out).key == info["key"]
+    assert schema_bundle.SchemaBundle.load(out).key == info["key"]
     text = deliver("schemas", "--offline", repo=repo_copy)
     assert text.code == 0 and f"schema bundle {info['key']}" in text.out
 
@@ -275,14 +287,14 @@ def test_cli_schemas_offline_output_json(
 def test_cli_schemas_offline_without_sources_fails_clearly(
     deliver: Callable[..., Result], repo_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(schemas.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(schema_sources.CACHE_DIR_ENV, str(tmp_path / "cache"))
     res = deliver("schemas", "--offline", "--source", str(tmp_path / "nowhere"), repo=repo_copy)
     assert res.code == 1
     assert "not available offline" in res.err and "fix:" in res.err
 
 
 def test_every_schema_in_the_bundle_compiles_in_kubeconform(
-    built: schemas.SchemaBundle, tools: Callable[[str], str], tmp_path: Path
+    built: schema_bundle.SchemaBundle, tools: Callable[[str], str], tmp_path: Path
 ) -> None:
     """kubeconform treats a schema it cannot compile as missing, so compile each CRD schema once."""
     docs = []

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from delivery.errors import UsageError
-from delivery.secrets import read_secret
+from delivery.core.errors import UsageError
+from delivery.core.secrets import read_secret
 
 
 def test_file_wins_over_environment_and_is_stripped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -25,7 +25,7 @@ def test_empty_or_unreadable_file_is_one_clear_error(tmp_path: Path) -> None:
     empty.write_text(" \n")
     with pytest.raises(UsageError, match="the registry password file is empty") as exc:
         read_secret("registry password", empty, "X_PASSWORD")
-    assert exc.value.problems[0].where == str(empty)
+    assert exc.value.problems[0].where.file == str(empty)
     with pytest.raises(UsageError, match="cannot read the HF token file") as exc:
         read_secret("HF token", tmp_path / "missing", "HF_TOKEN")
     assert "HF_TOKEN" in exc.value.problems[0].fix

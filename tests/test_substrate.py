@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, Result, find_tool
-from delivery import yamlio
-from delivery.errors import ToolError
+from delivery.core import yamlio
+from delivery.core.errors import ToolError
 from delivery.substrate import inputs, runner
 from delivery.substrate.tool import Tool, identify
 from delivery.substrate.tool import find_tool as find_substrate_tool

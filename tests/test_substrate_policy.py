@@ -16,8 +16,8 @@ import pytest
 
 from conftest import REPO, Result
 from delivery import config as envconfig
-from delivery import yamlio
-from delivery.errors import ConfigError, ValidationFailed
+from delivery.core import yamlio
+from delivery.core.errors import ConfigError, ValidationFailed
 from delivery.substrate import inputs, policy
 from delivery.substrate.hcl import load_module
 

@@ -16,9 +16,11 @@ from xml.etree import ElementTree
 import pytest
 
 from conftest import REPO, Result
-from delivery import manifests, schemas, validate
-from delivery.errors import ToolError, UsageError
-from delivery.validate import Finding
+from delivery.core.errors import ToolError, UsageError
+from delivery.schemas import bundle as schema_bundle
+from delivery.schemas import sources as schema_sources
+from delivery.validation import kubeconform, manifests, validate
+from delivery.validation.findings import Finding, Report
 from test_schemas import hermetic_schemas
 
 DIGEST = "sha256:" + "ab" * 32
@@ -26,9 +28,9 @@ IMAGE = f"registry.example.com/app@{DIGEST}"
 
 
 @pytest.fixture(scope="module")
-def bundle() -> schemas.SchemaBundle:
+def bundle() -> schema_bundle.SchemaBundle:
     """The bundle for the repo's environments, from the repo's schema cache (built once)."""
-    return schemas.ensure_bundle(REPO, ["1.34"], source_dir=hermetic_schemas(), offline=True)
+    return schema_bundle.ensure_bundle(REPO, ["1.34"], source_dir=hermetic_schemas(), offline=True)
 
 
 def fixture_repo(base: Path, files: dict[str, str], env: str = "dev") -> Path:
@@ -46,8 +48,8 @@ def fixture_repo(base: Path, files: dict[str, str], env: str = "dev") -> Path:
 
 
 def kubeconform_findings(
-    tmp_path: Path, bundle: schemas.SchemaBundle, files: dict[str, str]
-) -> tuple[validate.Report, list[Finding]]:
+    tmp_path: Path, bundle: schema_bundle.SchemaBundle, files: dict[str, str]
+) -> tuple[Report, list[Finding]]:
     repo = fixture_repo(tmp_path, files)
     [report] = validate.validate_envs(repo, ["dev"], schemas=bundle.root, policies=False)
     return report, report.findings
@@ -144,7 +146,7 @@ spec:
 
 
 def test_valid_manifests_pass_and_every_resource_is_validated(
-    tmp_path: Path, bundle: schemas.SchemaBundle, tools: Callable[[str], str]
+    tmp_path: Path, bundle: schema_bundle.SchemaBundle, tools: Callable[[str], str]
 ) -> None:
     tools("kubeconform")
     report, findings = kubeconform_findings(tmp_path, bundle, VALID)
@@ -295,7 +297,7 @@ spec: {minAvailable: 1}
 
 @pytest.mark.parametrize("case", sorted(BROKEN))
 def test_broken_manifest_is_caught_precisely(
-    case: str, tmp_path: Path, bundle: schemas.SchemaBundle, tools: Callable[[str], str]
+    case: str, tmp_path: Path, bundle: schema_bundle.SchemaBundle, tools: Callable[[str], str]
 ) -> None:
     tools("kubeconform")
     text, expected = BROKEN[case]
@@ -307,7 +309,7 @@ def test_broken_manifest_is_caught_precisely(
 
 
 def test_each_leaf_error_of_a_resource_is_its_own_finding(
-    tmp_path: Path, bundle: schemas.SchemaBundle, tools: Callable[[str], str]
+    tmp_path: Path, bundle: schema_bundle.SchemaBundle, tools: Callable[[str], str]
 ) -> None:
     tools("kubeconform")
     text = (
@@ -325,7 +327,7 @@ def test_each_leaf_error_of_a_resource_is_its_own_finding(
 
 
 def test_resources_are_matched_across_files_and_envs_in_one_run(
-    tmp_path: Path, bundle: schemas.SchemaBundle, tools: Callable[[str], str]
+    tmp_path: Path, bundle: schema_bundle.SchemaBundle, tools: Callable[[str], str]
 ) -> None:
     """Three envs share one kubeconform run; each finding lands on its own env, file and resource."""
     tools("kubeconform")
@@ -345,17 +347,17 @@ def test_resources_are_matched_across_files_and_envs_in_one_run(
 def test_partition_keeps_kinds_together_and_balances() -> None:
     kinds = {"a.yaml": {"big"}, "b.yaml": {"big"}, "c.yaml": {"small"}, "d.yaml": {"small", "other"}}
     cost = {"big": 1_000_000, "small": 10_000, "other": 10_000}
-    groups = validate.partition_files(sorted(kinds), kinds, cost, 2)
+    groups = kubeconform.partition_files(sorted(kinds), kinds, cost, 2)
     assert sorted(groups) == [["a.yaml", "b.yaml"], ["c.yaml", "d.yaml"]]
-    assert validate.partition_files(["a.yaml"], kinds, cost, 4) == [["a.yaml"]]
+    assert kubeconform.partition_files(["a.yaml"], kinds, cost, 4) == [["a.yaml"]]
 
 
 def test_a_broken_kubeconform_run_is_a_tool_error_not_a_finding(
-    tmp_path: Path, bundle: schemas.SchemaBundle, tools: Callable[[str], str]
+    tmp_path: Path, bundle: schema_bundle.SchemaBundle, tools: Callable[[str], str]
 ) -> None:
     repo = fixture_repo(tmp_path, {"serving/web.yaml": DEPLOYMENT})
     with pytest.raises(ToolError) as err:
-        validate.run_kubeconform(
+        kubeconform.run_kubeconform(
             repo, bundle, "not-a-version", ["clusters/dev/layers/serving/web.yaml"], tools("kubeconform")
         )
     assert "without a JSON report" in err.value.render() and "not-a-version" in err.value.render()
@@ -365,21 +367,21 @@ def test_missing_kubeconform_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, t
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("GOPATH", str(tmp_path))
-    monkeypatch.delenv(validate.KUBECONFORM_ENV, raising=False)
+    monkeypatch.delenv(kubeconform.KUBECONFORM_ENV, raising=False)
     with pytest.raises(ToolError) as err:
-        validate.kubeconform_binary()
+        kubeconform.kubeconform_binary()
     assert "kubeconform not found" in err.value.render() and "go install" in err.value.render()
 
 
 def test_bundle_without_the_envs_kubernetes_version_is_refused(
-    tmp_path: Path, bundle: schemas.SchemaBundle
+    tmp_path: Path, bundle: schema_bundle.SchemaBundle
 ) -> None:
     repo = fixture_repo(tmp_path, {"serving/web.yaml": DEPLOYMENT})
     other = tmp_path / "other-bundle"
     shutil.copytree(bundle.root, other)
-    meta = json.loads((other / schemas.BUNDLE_FILE).read_text())
+    meta = json.loads((other / schema_sources.BUNDLE_FILE).read_text())
     meta["kubernetesVersions"] = ["1.33"]
-    (other / schemas.BUNDLE_FILE).write_text(json.dumps(meta))
+    (other / schema_sources.BUNDLE_FILE).write_text(json.dumps(meta))
     with pytest.raises(UsageError) as err:
         validate.validate_envs(repo, ["dev"], schemas=other)
     assert "no Kubernetes 1.34 schemas" in err.value.render()
@@ -402,7 +404,10 @@ def test_manifest_model_names_resources() -> None:
 
 
 def test_cli_json_and_junit_report_every_resource(
-    deliver: Callable[..., Result], tmp_path: Path, bundle: schemas.SchemaBundle, tools: Callable[[str], str]
+    deliver: Callable[..., Result],
+    tmp_path: Path,
+    bundle: schema_bundle.SchemaBundle,
+    tools: Callable[[str], str],
 ) -> None:
     tools("kubeconform")
     files = {**VALID, "serving/broken.yaml": BROKEN["wrong-type"][0].replace("name: web", "name: web2")}
@@ -439,7 +444,10 @@ def test_cli_json_and_junit_report_every_resource(
 
 
 def test_cli_text_output_names_file_resource_path_and_fails(
-    deliver: Callable[..., Result], tmp_path: Path, bundle: schemas.SchemaBundle, tools: Callable[[str], str]
+    deliver: Callable[..., Result],
+    tmp_path: Path,
+    bundle: schema_bundle.SchemaBundle,
+    tools: Callable[[str], str],
 ) -> None:
     tools("kubeconform")
     repo = fixture_repo(tmp_path, {"serving/web.yaml": BROKEN["old-inference-pool-api"][0]})
@@ -461,7 +469,10 @@ def test_cli_unknown_env_is_a_usage_error(deliver: Callable[..., Result], repo_c
 
 
 def test_every_real_environment_validates_clean(
-    deliver: Callable[..., Result], tools: Callable[[str], str], tmp_path: Path, bundle: schemas.SchemaBundle
+    deliver: Callable[..., Result],
+    tools: Callable[[str], str],
+    tmp_path: Path,
+    bundle: schema_bundle.SchemaBundle,
 ) -> None:
     """All layers of dev, staging and prod: kubeconform strict + policies, zero findings, zero skipped."""
     tools("kubeconform")
@@ -485,7 +496,7 @@ def test_every_real_environment_validates_clean(
 
 
 def test_roots_are_validated_like_the_layers(
-    tmp_path: Path, bundle: schemas.SchemaBundle, tools: Callable[[str], str]
+    tmp_path: Path, bundle: schema_bundle.SchemaBundle, tools: Callable[[str], str]
 ) -> None:
     """clusters/<env>/root.yaml is what `kubectl apply` bootstraps: kubeconform checks it too."""
     tools("kubeconform")
@@ -517,7 +528,10 @@ def test_roots_are_validated_like_the_layers(
 
 
 def test_cli_reports_an_unpublished_modelcar_as_a_warning(
-    deliver: Callable[..., Result], repo_copy: Path, bundle: schemas.SchemaBundle, tools: Callable[[str], str]
+    deliver: Callable[..., Result],
+    repo_copy: Path,
+    bundle: schema_bundle.SchemaBundle,
+    tools: Callable[[str], str],
 ) -> None:
     """The pins.yaml placeholder digest validates (exit 0) but is listed as a warning, never hidden."""
     tools("kubeconform")

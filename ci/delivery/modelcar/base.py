@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from delivery.errors import SourceError
+from delivery.core.errors import SourceError
 from delivery.modelcar.image import (
     LAYER_TYPES,
     MT_DOCKER_LIST,

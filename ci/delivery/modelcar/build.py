@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from delivery.config import list_envs, load_env
-from delivery.console import ProgressReporter
-from delivery.errors import ConfigError, DeliveryError, Problem, UsageError, ValidationFailed
-from delivery.fsutil import atomic_directory
+from delivery.core.console import ProgressReporter
+from delivery.core.errors import ConfigError, DeliveryError, Problem, UsageError, ValidationFailed
+from delivery.core.fsutil import atomic_directory
 from delivery.modelcar import lock as lockmod
 from delivery.modelcar.base import resolve_base
 from delivery.modelcar.digestcache import DigestCache, default_cache_dir

@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from delivery.errors import UsageError
-from delivery.fsutil import atomic_directory
+from delivery.core.errors import UsageError
+from delivery.core.fsutil import atomic_directory
 from delivery.modelcar.image import (
     MT_CONFIG,
     MT_INDEX,

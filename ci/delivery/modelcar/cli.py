@@ -8,12 +8,12 @@ from typing import Any, TypeVar
 
 import click
 
-from delivery import console
-from delivery.cli import json_option, resolved_repo
-from delivery.errors import UsageError
+from delivery.core import console
+from delivery.core.cliutil import json_option, resolved_repo
+from delivery.core.errors import UsageError
+from delivery.core.secrets import read_secret
 from delivery.modelcar.build import BuildOptions, BuiltImage, build_layout, publish, verify
 from delivery.modelcar.busybox import build_busybox_index
-from delivery.secrets import read_secret
 
 F = TypeVar("F", bound=Callable[..., Any])
 PASSWORD_VAR = "DELIVER_REGISTRY_PASSWORD"

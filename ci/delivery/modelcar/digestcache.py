@@ -18,7 +18,7 @@ import os
 import threading
 from pathlib import Path
 
-from delivery.fsutil import atomic_write_text
+from delivery.core.fsutil import atomic_write_text
 from delivery.modelcar.tarlayer import TAR_SPEC_VERSION, TarLayer
 
 FORMAT = 1

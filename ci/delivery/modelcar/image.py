@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from delivery.errors import SourceError
+from delivery.core.errors import SourceError
 from delivery.modelcar.source import ModelSource
 from delivery.modelcar.spec import ModelcarSpec
 from delivery.modelcar.tarlayer import MEDIA_TYPE_TAR, LayerFile, TarLayer

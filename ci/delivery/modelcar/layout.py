@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from delivery.errors import DeliveryError, SourceError
+from delivery.core.errors import DeliveryError, SourceError
 from delivery.modelcar.image import ANNOTATION_REF_NAME, Descriptor, ModelLayer
 from delivery.modelcar.tarlayer import Progress, TarLayer
 from delivery.oci.blobs import Blob, sha256_digest

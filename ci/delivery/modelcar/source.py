@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from delivery.console import redact
-from delivery.errors import SourceError
+from delivery.core.console import redact
+from delivery.core.errors import SourceError
+from delivery.core.secrets import read_secret
 from delivery.modelcar.spec import ModelcarSpec
-from delivery.secrets import read_secret
 
 # Never part of a model, whatever the patterns: VCS data and huggingface_hub's local_dir metadata.
 SKIPPED_DIRS = (".git", ".cache")

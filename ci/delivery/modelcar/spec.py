@@ -25,15 +25,14 @@ from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 
-from delivery import yamlio
-from delivery.config import LocatedDocument, Strict, load_typed
-from delivery.errors import ConfigError, Problem, UsageError, raise_if
-from delivery.oci.blobs import is_digest
+from delivery.core import yamlio
+from delivery.core.documents import LocatedDocument, Strict, load_typed
+from delivery.core.errors import ConfigError, Location, Problem, UsageError, raise_if
+from delivery.core.paths import modelcars_dir
+from delivery.core.patterns import COMMIT, is_digest
 from delivery.oci.reference import ImageRef, is_repository_name
-from delivery.paths import modelcars_dir
 
 SPEC_NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")
-COMMIT = re.compile(r"^[0-9a-f]{40}$")
 HF_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 PLATFORM = re.compile(r"^linux/(amd64|arm64)$")
 LAYOUT_PREFIX = "oci-layout:"
@@ -178,8 +177,8 @@ def _semantic_problems(spec: ModelcarSpec, data: Any) -> list[Problem]:
             line = yamlio.line_of(data, ["include"])
             problems.append(
                 Problem(
-                    f"{spec.path}:{line}" if line else str(spec.path),
-                    f"include: {pattern!r} is always excluded (pickled checkpoints, original/)",
+                    Location(str(spec.path), line, "include"),
+                    f"{pattern!r} is always excluded (pickled checkpoints, original/)",
                     "remove it; ship safetensors instead",
                 )
             )

@@ -22,7 +22,7 @@ from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from delivery.errors import SourceError
+from delivery.core.errors import SourceError
 
 TAR_SPEC_VERSION = "modelcar-tar/1"
 """Bumped on any change to the bytes a layer is made of (part of every layer cache key)."""

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from delivery.errors import ConfigError, RegistryError
+from delivery.core.errors import ConfigError, RegistryError
 
 GOOGLE_SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 GOOGLE_USERNAME = "oauth2accesstoken"

@@ -16,18 +16,10 @@ from typing import Protocol, runtime_checkable
 CHUNK_SIZE = 1 << 20
 """Bytes per chunk when streaming files (1 MiB: hashlib releases the GIL, memory stays flat)."""
 
-_HEX = frozenset("0123456789abcdef")
-
 
 def sha256_digest(data: bytes) -> str:
     """``sha256:<64 hex>`` of ``data``."""
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def is_digest(text: str) -> bool:
-    """True for a well-formed ``sha256:<64 lowercase hex>`` digest."""
-    algo, sep, hexpart = text.partition(":")
-    return bool(sep) and algo == "sha256" and len(hexpart) == 64 and set(hexpart) <= _HEX
 
 
 @runtime_checkable

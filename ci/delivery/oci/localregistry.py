@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from delivery.errors import ToolError
+from delivery.core.errors import ToolError
 
 
 @dataclass

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from delivery.errors import UsageError
-from delivery.oci.blobs import is_digest
+from delivery.core.errors import UsageError
+from delivery.core.patterns import is_digest
 
 DOCKER_HUB = "registry-1.docker.io"
 _DOCKER_HUB_ALIASES = {"docker.io", "index.docker.io", "registry-1.docker.io"}

@@ -37,10 +37,11 @@ from typing import Literal, TypeVar
 
 import httpx
 
-from delivery.console import ProgressReporter, redact
-from delivery.errors import DeliveryError, RegistryError, SourceError, UsageError
+from delivery.core.console import ProgressReporter, redact
+from delivery.core.errors import DeliveryError, RegistryError, SourceError, UsageError
+from delivery.core.patterns import is_digest
 from delivery.oci.auth import ANONYMOUS, Credentials
-from delivery.oci.blobs import Blob, is_digest, sha256_digest
+from delivery.oci.blobs import Blob, sha256_digest
 from delivery.oci.reference import is_repository_name, is_tag
 
 log = logging.getLogger("delivery.oci")

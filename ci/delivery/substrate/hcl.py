@@ -10,7 +10,7 @@ from typing import Any
 import hcl2
 from hcl2.utils import SerializationOptions
 
-from delivery.errors import Problem, ValidationFailed
+from delivery.core.errors import Location, Problem, ValidationFailed
 
 HCL_SUFFIXES = (".tf", ".tofu")
 _OPTIONS = SerializationOptions(with_comments=False, strip_string_quotes=True)
@@ -41,15 +41,15 @@ class Block:
             return ".".join(self.labels)
         return ".".join((self.kind, *self.labels))
 
-    def where(self, repo: Path | None = None) -> str:
+    def where(self, repo: Path | None = None) -> Location:
         return located(self.file, self.line, repo)
 
 
-def located(file: Path, line: int, repo: Path | None = None) -> str:
-    """``file:line``, the file shown relative to ``repo`` when it is inside it."""
+def located(file: Path, line: int, repo: Path | None = None) -> Location:
+    """The file (shown relative to ``repo`` when it is inside it) and line of a block."""
     repo = repo.resolve() if repo else None
     shown = file.relative_to(repo) if repo and file.is_relative_to(repo) else file
-    return f"{shown}:{line}"
+    return Location(str(shown), line)
 
 
 @dataclass

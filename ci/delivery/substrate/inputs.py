@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from delivery.config import EnvConfig
-from delivery.errors import ConfigError
+from delivery.core.errors import ConfigError
 
 TOFU_DIR = "tofu"
 STATE_PREFIX = "llm-platform"

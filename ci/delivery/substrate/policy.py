@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from delivery.errors import Problem
+from delivery.core.errors import Problem
 from delivery.substrate import inputs
 from delivery.substrate.hcl import Block, Module, load_module, located, nested, problem
 

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from delivery import config as envconfig
-from delivery.console import ProgressReporter
-from delivery.errors import DeliveryError, Problem, ToolError, UsageError, ValidationFailed, raise_if
-from delivery.fsutil import atomic_directory, atomic_write_bytes, atomic_write_text
+from delivery.core.console import ProgressReporter
+from delivery.core.errors import DeliveryError, Problem, ToolError, UsageError, ValidationFailed, raise_if
+from delivery.core.fsutil import atomic_directory, atomic_write_bytes, atomic_write_text
 from delivery.substrate import inputs, policy
 from delivery.substrate.hcl import Module
 from delivery.substrate.summary import PlanSummary, summarize

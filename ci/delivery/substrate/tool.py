@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from delivery.errors import ToolError, UsageError
+from delivery.core.errors import ToolError, UsageError
 
 BINARY_ENV_VAR = "DELIVER_TOFU"
 KINDS = ("tofu", "terraform")

@@ -20,16 +20,17 @@ from pathlib import Path
 from typing import Any
 
 from delivery import config as envconfig
-from delivery import profiles, yamlio
-from delivery.console import ProgressReporter
-from delivery.errors import DeliveryError, Problem, SourceError, ToolError, ValidationFailed
-from delivery.fsutil import atomic_write_text
+from delivery.core import yamlio
+from delivery.core.console import ProgressReporter
+from delivery.core.errors import DeliveryError, Problem, SourceError, ToolError, ValidationFailed
+from delivery.core.fsutil import atomic_write_text
+from delivery.gitops import root as profiles
 from delivery.modelcar.build import BuildOptions, build_layout, publish
 from delivery.modelcar.busybox import build_busybox_layout
 from delivery.oci.localregistry import local_registry
 from delivery.oci.reference import ImageRef
 from delivery.oci.registry import RegistryClient
-from delivery.validate import validate_envs
+from delivery.validation.validate import validate_envs
 
 DEMO_MODEL = "all-minilm-l6-v2"
 # The Hugging Face commit the packaged weights come from.

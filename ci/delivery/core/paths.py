@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from delivery.errors import UsageError
+from delivery.core.errors import UsageError
 
 REPO_ENV_VAR = "DELIVER_REPO"
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 
 from delivery import config as envconfig
-from delivery import console
-from delivery.cli import env_option, json_option, resolved_repo
-from delivery.errors import DeliveryError, Problem
+from delivery.core import console
+from delivery.core.cliutil import env_option, json_option, resolved_repo
+from delivery.core.errors import DeliveryError, Problem
 from delivery.substrate import inputs, policy, runner
 from delivery.substrate.hcl import located
 from delivery.substrate.tool import BINARY_ENV_VAR, find_tool
@@ -137,12 +137,9 @@ def substrate_check_cmd(ctx: click.Context, env: str | None, binary: str | None,
             click.echo(p.render(), err=True)
         failed = {p.where for p in problems}
         for name in checked:
-            if not any(w.startswith(str(inputs.root_dir(repo, name).relative_to(repo))) for w in failed):
+            if not any(w.file.startswith(str(inputs.root_dir(repo, name).relative_to(repo))) for w in failed):
                 click.echo(f"ok  {name}  (tofu/envs/{name}, {len(policy.MODULE_RULES) + 1} policies, fmt)")
     if problems:
         if not as_json:
             click.echo(f"{len(problems)} problem(s) found", err=True)
         sys.exit(1)
-
-
-COMMANDS: tuple[click.Command, ...] = (plan_cmd, apply_cmd, substrate_check_cmd)

@@ -1,38 +1,17 @@
-"""Layers, cumulative profiles and the root Argo CD Applications that select them."""
+"""The root of an environment: the AppProject ``layers`` and one Argo CD Application per layer."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from delivery import yamlio
-from delivery.config import EnvConfig, Profile
-from delivery.errors import Problem
-
-LAYERS: tuple[str, ...] = ("platform", "serving", "routing", "llm-gateway", "demos")
-
-PROFILES: dict[str, tuple[str, ...]] = {
-    "platform": ("platform",),
-    "serving": ("platform", "serving"),
-    "llm-gateway": ("platform", "serving", "routing", "llm-gateway"),
-    "full": ("platform", "serving", "routing", "llm-gateway", "demos"),
-}
-
-ARGOCD_NAMESPACE = "argocd"
-IN_CLUSTER = "https://kubernetes.default.svc"
-ROOT_PROJECT = "layers"
-PART_OF = "llm-platform"
+from delivery.config import EnvConfig
+from delivery.core import yamlio
+from delivery.core.errors import Problem
+from delivery.gitops.conventions import ARGOCD_NAMESPACE, IN_CLUSTER, PART_OF, ROOT_PROJECT, layers_for
 
 
-def layers_for(profile: Profile | str) -> tuple[str, ...]:
-    """The layers a profile deploys, in deployment order (profiles are cumulative)."""
-    try:
-        return PROFILES[profile]
-    except KeyError:
-        raise ValueError(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}") from None
-
-
-def root_manifests(cfg: EnvConfig, profile: Profile | None = None) -> list[dict[str, Any]]:
+def root_manifests(cfg: EnvConfig, profile: str | None = None) -> list[dict[str, Any]]:
     """The root AppProject and one Application per layer of the profile (default: the env's)."""
     chosen = profile or cfg.profile
     layers = layers_for(chosen)
@@ -84,7 +63,7 @@ def root_manifests(cfg: EnvConfig, profile: Profile | None = None) -> list[dict[
     return docs
 
 
-def render_root(cfg: EnvConfig, profile: Profile | None = None) -> str:
+def render_root(cfg: EnvConfig, profile: str | None = None) -> str:
     """Deterministic YAML of the root manifests, with a header saying how it was made."""
     chosen = profile or cfg.profile
     header = (
@@ -99,12 +78,12 @@ def root_path_name(profile: str | None) -> str:
     return "root.yaml" if profile is None else f"root-{profile}.yaml"
 
 
-def root_path(repo: Path, cfg: EnvConfig, profile: Profile | None = None) -> Path:
+def root_path(repo: Path, cfg: EnvConfig, profile: str | None = None) -> Path:
     """Where the written root of ``cfg``'s environment lives (clusters/<env>/root[-<profile>].yaml)."""
     return repo / "clusters" / cfg.name / root_path_name(profile)
 
 
-def stale_root(repo: Path, cfg: EnvConfig, profile: Profile | None = None) -> Problem | None:
+def stale_root(repo: Path, cfg: EnvConfig, profile: str | None = None) -> Problem | None:
     """A problem if the written root is missing or differs from what the config renders, else None."""
     target = root_path(repo, cfg, profile)
     current = target.read_text(encoding="utf-8") if target.is_file() else None

@@ -17,8 +17,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from delivery.errors import ConfigError
-from delivery.fsutil import atomic_write_text
+from delivery.core.errors import ConfigError, Location
+from delivery.core.fsutil import atomic_write_text
 
 KeyPath = Sequence[str | int]
 
@@ -43,13 +43,13 @@ def _writer() -> YAML:
 
 
 def _yaml_error(path: Path, err: YAMLError) -> ConfigError:
-    line = ""
+    line = None
     if isinstance(err, MarkedYAMLError) and err.problem_mark is not None:
-        line = f":{err.problem_mark.line + 1}"
+        line = err.problem_mark.line + 1
     problem = getattr(err, "problem", None) or str(err).splitlines()[0]
     return ConfigError(
         f"not valid YAML: {problem}",
-        where=f"{path}{line}",
+        where=Location(str(path), line),
         fix="fix the YAML syntax (duplicate keys are not allowed)",
     )
 
@@ -95,7 +95,7 @@ def load_all_data(text: str, shown: str) -> list[Any]:
     except pyyaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        where = f"{shown}:{mark.line + 1}" if mark is not None else shown
+        where = Location(shown, mark.line + 1 if mark is not None else None)
         raise ConfigError(f"not valid YAML: {problem}", where=where, fix="fix the YAML syntax") from None
 
 

@@ -33,15 +33,22 @@ from pathlib import Path
 from typing import Any
 
 from delivery.config import EnvConfig
-from delivery.layers import COMPONENTS, DEMO_LABEL, DEMO_TENANTS, DEMOS_NS, UNPUBLISHED
-from delivery.manifests import Manifest
-from delivery.paths import layers_dir
-from delivery.profiles import ARGOCD_NAMESPACE, LAYERS, layers_for
-from delivery.validate import Finding
+from delivery.core.paths import layers_dir
+from delivery.core.patterns import COMMIT, DIGEST_SUFFIX, SEMVER, SHA256_HEX
+from delivery.gitops.conventions import (
+    ARGOCD_NAMESPACE,
+    COMPONENTS,
+    DEMO_LABEL,
+    DEMO_TENANTS,
+    DEMOS_NS,
+    LAYERS,
+    UNPUBLISHED,
+    layers_for,
+)
+from delivery.validation.findings import Finding
+from delivery.validation.manifests import Manifest
 
-DIGEST_REF = re.compile(r"@sha256:[0-9a-f]{64}$")
-EXACT_VERSION = re.compile(r"^v?\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$|^sha256:[0-9a-f]{64}$")
-GIT_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+EXACT_VERSION = re.compile(rf"^{SEMVER}$|^sha256:{SHA256_HEX}$")
 CLOUD_GROUPS = re.compile(
     r"(^|\.)(cnrm\.cloud\.google\.com|crossplane\.io|upbound\.io|services\.k8s\.aws|azure\.com)$"
 )
@@ -138,7 +145,7 @@ def check_images(m: Manifest) -> list[Finding]:
         is_image = key in ("image", "imageName") or (
             key == "reference" and len(path) > 1 and path[-2] == "image"
         )
-        if is_image and not DIGEST_REF.search(value):
+        if is_image and not DIGEST_SUFFIX.search(value):
             tag = value.rsplit("/", 1)[-1].partition(":")[2] or "none (defaults to latest)"
             found.append(
                 _finding(
@@ -149,7 +156,7 @@ def check_images(m: Manifest) -> list[Finding]:
                     path,
                 )
             )
-        elif value.startswith("oci://") and path not in source_urls and not DIGEST_REF.search(value):
+        elif value.startswith("oci://") and path not in source_urls and not DIGEST_SUFFIX.search(value):
             found.append(
                 _finding(
                     m,
@@ -497,7 +504,7 @@ def _check_source(
         return found
     is_chart = bool(src.get("chart")) or url.startswith("oci://")
     what = "chart" if is_chart else "git source"
-    ok = bool(EXACT_VERSION.match(rev)) or (not is_chart and bool(GIT_COMMIT.match(rev)))
+    ok = bool(EXACT_VERSION.match(rev)) or (not is_chart and bool(COMMIT.match(rev)))
     if not ok:
         name = src.get("chart") or url
         why = "no version" if not rev else f"{rev!r} is not an exact version"

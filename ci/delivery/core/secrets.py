@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from delivery.errors import UsageError
+from delivery.core.errors import UsageError
 
 
 def read_secret(what: str, file: Path | None, env_var: str) -> tuple[str | None, str]:

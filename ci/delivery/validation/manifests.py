@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from delivery import yamlio
-from delivery.errors import ConfigError
-from delivery.paths import layers_dir
+from delivery.core import yamlio
+from delivery.core.errors import ConfigError
+from delivery.core.paths import layers_dir
 
 YAML_SUFFIXES = (".yaml", ".yml")
 

@@ -1,0 +1,156 @@
+"""Loading and checking environment configs: one file at a time, then the references between them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from delivery.config.model import ENV_NAME, EnvConfig
+from delivery.core.documents import load_typed
+from delivery.core.errors import ConfigError, Problem, UsageError, raise_if
+from delivery.core.paths import env_config_path, environments_dir, modelcars_dir
+
+
+def _semantic_problems(cfg: EnvConfig) -> list[Problem]:
+    where = str(cfg.path)
+    problems = []
+    if cfg.features.llm_d and cfg.gpu.max_gpus < 2:
+        problems.append(
+            Problem(
+                where,
+                f"features.llm-d is true but the GPU pool has at most {cfg.gpu.max_gpus} GPU "
+                "(llm-d disaggregated serving needs at least 2)",
+                "set features.llm-d: false, or raise gpu.perNode x gpu.maxNodes to 2 or more",
+            )
+        )
+    if cfg.features.demos and cfg.profile != "full":
+        problems.append(
+            Problem(
+                where,
+                f"features.demos is true but profile {cfg.profile!r} has no demos layer",
+                "set profile: full, or features.demos: false",
+            )
+        )
+    if cfg.promotion.source == cfg.name:
+        problems.append(
+            Problem(where, "promotion.from names this environment itself", "name the upstream env")
+        )
+    for i, window in enumerate(cfg.promotion.freeze_windows):
+        if window.end <= window.start:
+            problems.append(
+                Problem(
+                    where, f"promotion.freezeWindows.{i}: end is not after start", "swap or fix the times"
+                )
+            )
+    return problems
+
+
+def list_envs(repo: Path) -> list[str]:
+    """Names of all environments (directories under environments/ that hold a config.yaml)."""
+    base = environments_dir(repo)
+    if not base.is_dir():
+        return []
+    return sorted(p.name for p in base.iterdir() if (p / "config.yaml").is_file())
+
+
+def _check_env_name(repo: Path, env: str) -> Path:
+    path = env_config_path(repo, env)
+    if not ENV_NAME.match(env) or not path.is_file():
+        known = ", ".join(list_envs(repo)) or "none"
+        raise UsageError(
+            f"unknown environment {env!r} (known: {known})",
+            where=str(environments_dir(repo)),
+            fix="pass one of the known environments, or create environments/<env>/config.yaml",
+        )
+    return path
+
+
+def load_env(repo: Path, env: str) -> EnvConfig:
+    """Load and validate one environment's config; raises ConfigError listing every problem."""
+    path = _check_env_name(repo, env)
+    cfg, _ = load_typed(
+        path,
+        path.relative_to(repo),
+        EnvConfig,
+        docs="README: Environment config, and environments/dev/config.yaml",
+    )
+    cfg._name = env
+    cfg._path = path.relative_to(repo)
+    raise_if(_semantic_problems(cfg), ConfigError)
+    return cfg
+
+
+def _cross_env_problems(
+    repo: Path, configs: dict[str, EnvConfig], selected: list[str], all_envs: list[str]
+) -> list[Problem]:
+    problems = []
+    for name, cfg in configs.items():
+        if name not in selected:
+            continue
+        where = str(cfg.path)
+        source = cfg.promotion.source
+        if source is not None and source != name and source not in all_envs:
+            problems.append(
+                Problem(
+                    where,
+                    f"promotion.from names unknown environment {source!r} (known: {', '.join(all_envs)})",
+                    "name an existing environment, or remove promotion.from",
+                )
+            )
+        spec = modelcars_dir(repo) / f"{cfg.serving.model}.yaml"
+        if not spec.is_file():
+            problems.append(
+                Problem(
+                    where,
+                    f"serving.model {cfg.serving.model!r} has no modelcar spec at modelcars/{spec.name}",
+                    "add the spec under modelcars/, or name an existing one",
+                )
+            )
+    # promotion chains must not loop
+    for name in configs:
+        if name not in selected:
+            continue
+        seen = [name]
+        cur = configs[name].promotion.source
+        while cur is not None and cur in configs:
+            if cur in seen:
+                problems.append(
+                    Problem(
+                        str(configs[name].path),
+                        f"promotion.from forms a loop: {' -> '.join([*seen, cur])}",
+                        "promotion must flow one way (e.g. dev -> staging -> prod)",
+                    )
+                )
+                break
+            seen.append(cur)
+            cur = configs[cur].promotion.source
+    return problems
+
+
+def check(repo: Path, envs: list[str] | None = None) -> tuple[dict[str, EnvConfig], list[Problem]]:
+    """Validate the given environments (default: all) and their cross-references.
+
+    Returns the configs that loaded and every problem found (empty when all is well).
+    """
+    all_envs = list_envs(repo)
+    if not all_envs:
+        raise UsageError(
+            "no environments found",
+            where=str(environments_dir(repo)),
+            fix="add environments/<env>/config.yaml",
+        )
+    selected = envs or all_envs
+    configs: dict[str, EnvConfig] = {}
+    problems: list[Problem] = []
+    for env in selected:
+        _check_env_name(repo, env)
+    # load every env (cross-references need them), report on the selected ones
+    for env in all_envs:
+        try:
+            cfg = load_env(repo, env)
+        except ConfigError as err:
+            if env in selected:
+                problems.extend(err.problems)
+            continue
+        configs[env] = cfg
+    problems.extend(_cross_env_problems(repo, configs, selected, all_envs))
+    return {k: v for k, v in configs.items() if k in selected}, problems

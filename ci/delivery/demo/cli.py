@@ -1,0 +1,34 @@
+"""``deliver demo``: the main job on the embedded default model, locally."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from delivery.core import console
+from delivery.core.cliutil import json_option, resolved_repo
+
+
+@click.command("demo")
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("out/demo"),
+    show_default=True,
+    help="Where the demo writes (OCI layout, base, scratch repo, registry data).",
+)
+@json_option
+@click.pass_context
+def demo_cmd(ctx: click.Context, output: Path, as_json: bool) -> None:
+    """Run the main job on the embedded default model, locally (no cloud account needed)."""
+    from delivery.demo.run import run_demo
+
+    repo = resolved_repo(ctx)
+    out = output if output.is_absolute() else repo / output
+    with console.ProgressReporter(quiet=as_json) as reporter:
+        result = run_demo(repo, out, reporter)
+    if as_json:
+        console.print_json(result.as_dict())
+    else:
+        click.echo(result.published)
