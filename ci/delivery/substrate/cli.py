@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
 from delivery import config as envconfig
 from delivery.core import console
-from delivery.core.cliutil import env_option, json_option, resolved_repo
+from delivery.core.cliutil import env_option, fail_reported, json_option, resolved_repo
 from delivery.core.errors import DeliveryError, Problem
 from delivery.substrate import inputs, policy, runner
 from delivery.substrate.hcl import located
@@ -105,6 +104,8 @@ def apply_cmd(
 def substrate_check_cmd(ctx: click.Context, env: str | None, binary: str | None, as_json: bool) -> None:
     """Check every env's root offline: inputs from config, GCS backend, HCL policy, fmt -check."""
     repo = resolved_repo(ctx)
+    if env:
+        envconfig.load_env(repo, env)  # an unknown or broken env is bad input (exit 2), not a finding
     envs = [env] if env else envconfig.list_envs(repo)
     tool = find_tool(binary, repo)
     problems: list[Problem] = []
@@ -140,6 +141,7 @@ def substrate_check_cmd(ctx: click.Context, env: str | None, binary: str | None,
             if not any(w.file.startswith(str(inputs.root_dir(repo, name).relative_to(repo))) for w in failed):
                 click.echo(f"ok  {name}  (tofu/envs/{name}, {len(policy.MODULE_RULES) + 1} policies, fmt)")
     if problems:
-        if not as_json:
-            click.echo(f"{len(problems)} problem(s) found", err=True)
-        sys.exit(1)
+        fail_reported(
+            f"{len(problems)} substrate problem(s) found",
+            fix="fix each problem above (its fix line says how), then run: deliver substrate-check",
+        )
