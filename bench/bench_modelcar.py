@@ -29,9 +29,9 @@ sys.path.insert(0, str(ROOT / "ci"))
 from conftest import find_tool, running_registry  # noqa: E402
 from delivery.core import yamlio  # noqa: E402
 from delivery.core.console import ProgressReporter  # noqa: E402
-from delivery.modelcar.build import BuildOptions  # noqa: E402
-from delivery.modelcar.build import publish as publish_fn  # noqa: E402
 from delivery.modelcar.busybox import build_busybox_layout  # noqa: E402
+from delivery.modelcar.pipeline import BuildOptions  # noqa: E402
+from delivery.modelcar.publish import publish as publish_fn  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "modelcar"
 REGISTRY_V3 = ROOT / "bench" / "out" / "bin" / "registry"

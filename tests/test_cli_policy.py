@@ -17,6 +17,14 @@ from delivery import cli
 from delivery.core.errors import EXIT_BAD_INPUT, EXIT_FAILED
 
 Edit = Callable[[Path], None]
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _hermetic_schemas(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Repo copies have no ../shared beside them: point them at the hermetic schemas and the bundle cache."""
+    monkeypatch.setenv("DELIVER_KUBE_SCHEMAS", str(REPO.parent / "shared" / "kube-schemas"))
+    monkeypatch.setenv("DELIVER_SCHEMA_CACHE", str(REPO / ".cache" / "schemas"))
 
 
 def _replace(rel: str, old: str, new: str) -> Edit:
@@ -45,7 +53,13 @@ VLLM = "clusters/dev/layers/components/serving/raw-vllm/deployment-serving-raw-v
 
 # (id, argv, edit of the repo copy, exit code, a phrase of the error line)
 CASES: list[tuple[str, list[str], Edit, int, str]] = [
-    ("config-unknown-env", ["config", "check", "--env", "nope"], _nothing, EXIT_BAD_INPUT, "unknown environment"),
+    (
+        "config-unknown-env",
+        ["config", "check", "--env", "nope"],
+        _nothing,
+        EXIT_BAD_INPUT,
+        "unknown environment",
+    ),
     (
         "config-bad-value",
         ["config", "check"],
@@ -54,7 +68,13 @@ CASES: list[tuple[str, list[str], Edit, int, str]] = [
         "problem(s) in environment config",
     ),
     ("root-unknown-env", ["root", "--env", "nope"], _nothing, EXIT_BAD_INPUT, "unknown environment"),
-    ("root-write-and-check", ["root", "--env", "dev", "--write", "--check"], _nothing, EXIT_BAD_INPUT, "exclude"),
+    (
+        "root-write-and-check",
+        ["root", "--env", "dev", "--write", "--check"],
+        _nothing,
+        EXIT_BAD_INPUT,
+        "exclude",
+    ),
     (
         "root-stale",
         ["root", "--env", "dev", "--check"],
@@ -62,7 +82,13 @@ CASES: list[tuple[str, list[str], Edit, int, str]] = [
         EXIT_FAILED,
         "out of date",
     ),
-    ("layers-unknown-env", ["layers", "render", "--env", "nope"], _nothing, EXIT_BAD_INPUT, "unknown environment"),
+    (
+        "layers-unknown-env",
+        ["layers", "render", "--env", "nope"],
+        _nothing,
+        EXIT_BAD_INPUT,
+        "unknown environment",
+    ),
     (
         "layers-write-and-check",
         ["layers", "render", "--env", "dev", "--write", "--check"],
@@ -73,7 +99,9 @@ CASES: list[tuple[str, list[str], Edit, int, str]] = [
     (
         "layers-drift",
         ["layers", "render", "--env", "dev", "--check"],
-        _replace("clusters/dev/layers/platform/keda.yaml", "targetRevision: 2.20.1", "targetRevision: 2.20.2"),
+        _replace(
+            "clusters/dev/layers/platform/keda.yaml", "targetRevision: 2.20.1", "targetRevision: 2.20.2"
+        ),
         EXIT_FAILED,
         "differ from what the config renders",
     ),
@@ -110,7 +138,13 @@ CASES: list[tuple[str, list[str], Edit, int, str]] = [
         EXIT_BAD_INPUT,
         "plan",
     ),
-    ("substrate-check-unknown-env", ["substrate-check", "--env", "nope"], _nothing, EXIT_BAD_INPUT, "unknown"),
+    (
+        "substrate-check-unknown-env",
+        ["substrate-check", "--env", "nope"],
+        _nothing,
+        EXIT_BAD_INPUT,
+        "unknown",
+    ),
     (
         "substrate-check-policy",
         ["substrate-check", "--env", "dev"],
@@ -140,7 +174,9 @@ def _error_shape(res: Result, phrase: str) -> None:
     assert "Traceback" not in res.err
 
 
-@pytest.mark.parametrize(("argv", "edit", "code", "phrase"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("argv", "edit", "code", "phrase"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_every_command_follows_the_exit_policy(
     deliver: Callable[..., Result], repo_copy: Path, argv: list[str], edit: Edit, code: int, phrase: str
 ) -> None:
@@ -170,7 +206,10 @@ def test_every_failure_prints_one_json_document_with_json(
 
 def test_every_command_is_in_the_table() -> None:
     """A new command must come with its bad-input cases here."""
-    covered = {" ".join(argv[:2]) if argv[0] in {"config", "layers", "modelcar"} else argv[0] for _, argv, *_ in CASES}
+    covered = {
+        " ".join(argv[:2]) if argv[0] in {"config", "layers", "modelcar"} else argv[0]
+        for _, argv, *_ in CASES
+    }
     group = cli.main_group
     commands: set[str] = set()
     for name in group.list_commands(None):  # type: ignore[arg-type]
@@ -180,7 +219,10 @@ def test_every_command_is_in_the_table() -> None:
             commands.update(f"{name} {s}" for s in sub)
         else:
             commands.add(name)
-    exempt = {"demo", "modelcar busybox-base"}  # covered by their own tests (test_demo, test_modelcar_helpers)
+    exempt = {
+        "demo",
+        "modelcar busybox-base",
+    }  # covered by their own tests (test_demo, test_modelcar_helpers)
     assert commands - covered - exempt == set()
 
 

@@ -412,7 +412,7 @@ def test_the_hash_pass_stops_at_the_first_error(tmp_path: Path) -> None:
     # a layer that fails (e.g. a file that does not match the hub's sha256) stops the pass: layers
     # not started yet are never read, so nothing more reaches the uploader
     from delivery.core.errors import SourceError
-    from delivery.modelcar import build
+    from delivery.modelcar import pipeline
 
     layers = []
     for i, size in enumerate((5000, 4000, 3000, 2000, 1000)):
@@ -430,6 +430,6 @@ def test_the_hash_pass_stops_at_the_first_error(tmp_path: Path) -> None:
         return name
 
     with pytest.raises(SourceError, match="f0 does not match"):
-        build._parallel(hash_one, layers, 2)
+        pipeline.map_layers(hash_one, layers, 2)
     # f1 may have been running on the other worker; f2..f4 never start
     assert started[0] == "models/f0" and set(started) <= {"models/f0", "models/f1"}

@@ -12,8 +12,9 @@ import pytest
 
 from delivery.core.console import ProgressReporter
 from delivery.core.errors import SourceError
-from delivery.modelcar.build import BuildOptions, build_image, build_layout
+from delivery.modelcar.build import build_layout
 from delivery.modelcar.busybox import BaseLayout
+from delivery.modelcar.pipeline import BuildOptions, build_image
 from faultproxy import FaultProxy
 from test_modelcar_helpers import (
     MINILM_REPO,

@@ -25,11 +25,13 @@ from delivery.oci.auth import (
     resolve_credentials,
 )
 from delivery.oci.blobs import BytesBlob
-from delivery.oci.registry import OCI_MANIFEST, RegistryClient, push_image
+from delivery.oci.push import push_image
+from delivery.oci.registry import RegistryClient
+from delivery.oci.spec import OCI_CONFIG, OCI_LAYER_TAR, OCI_MANIFEST
 from tokenauth import ISSUER, SERVICE, GoogleTokenEndpointDoubleForTests, TokenService, User
 
-LAYER = "application/vnd.oci.image.layer.v1.tar"
-CONFIG = "application/vnd.oci.image.config.v1+json"
+LAYER = OCI_LAYER_TAR
+CONFIG = OCI_CONFIG
 
 
 def small_image(seed: str, layers: int = 2) -> tuple[list[BytesBlob], BytesBlob, bytes]:

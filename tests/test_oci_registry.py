@@ -19,20 +19,17 @@ import pytest
 from conftest import Registry
 from delivery.core.console import ProgressReporter
 from delivery.core.errors import RegistryError, SourceError, UsageError
+from delivery.oci.auth import parse_challenge
 from delivery.oci.blobs import BytesBlob, FileBlob, digest_of_chunks, sha256_digest
+from delivery.oci.push import ImagePush, push_image
 from delivery.oci.reference import ImageRef
-from delivery.oci.registry import (
-    OCI_MANIFEST,
-    ImagePush,
-    RegistryClient,
-    is_loopback_host,
-    parse_challenge,
-    push_image,
-)
+from delivery.oci.registry import RegistryClient
+from delivery.oci.spec import OCI_CONFIG, OCI_LAYER_TAR, OCI_MANIFEST
+from delivery.oci.transport import is_loopback_host
 from faultproxy import Fault, FaultProxy
 
-LAYER = "application/vnd.oci.image.layer.v1.tar"
-CONFIG = "application/vnd.oci.image.config.v1+json"
+LAYER = OCI_LAYER_TAR
+CONFIG = OCI_CONFIG
 
 
 def image(*layer_sizes: int, seed: str = "x") -> tuple[list[BytesBlob], BytesBlob, bytes]:
@@ -498,7 +495,8 @@ def test_a_source_file_that_vanishes_before_upload_is_one_clear_source_error(
                 manifest=manifest,
                 manifest_media_type=OCI_MANIFEST,
             )
-        assert err.value.problems[0].where.file == str(path) and "vanished or became unreadable" in str(err.value)
+        assert err.value.problems[0].where.file == str(path)
+        assert "vanished or became unreadable" in str(err.value)
         with pytest.raises(RegistryError, match="HTTP 404"):
             client.get_manifest(repo, sha256_digest(manifest))
 

@@ -25,11 +25,8 @@ from delivery.core.console import ProgressReporter
 from delivery.core.errors import DeliveryError, Problem, SourceError, ToolError, ValidationFailed
 from delivery.core.fsutil import atomic_write_text
 from delivery.gitops import root as profiles
-from delivery.modelcar.build import BuildOptions, build_layout, publish
-from delivery.modelcar.busybox import build_busybox_layout
-from delivery.oci.localregistry import local_registry
-from delivery.oci.reference import ImageRef
-from delivery.oci.registry import RegistryClient
+from delivery.modelcar import BuildOptions, build_busybox_layout, build_layout, publish
+from delivery.oci import ImageRef, RegistryClient, local_registry
 from delivery.validation.validate import validate_envs
 
 DEMO_MODEL = "all-minilm-l6-v2"

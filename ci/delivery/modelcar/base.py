@@ -16,19 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from delivery.core.errors import SourceError
-from delivery.modelcar.image import (
-    LAYER_TYPES,
-    MT_DOCKER_LIST,
-    MT_INDEX,
-    BaseImage,
-    Descriptor,
-    platform_dict,
-)
-from delivery.modelcar.layout import BlobStore
+from delivery.modelcar.image import BaseImage
 from delivery.modelcar.spec import LAYOUT_PREFIX
 from delivery.oci.blobs import Blob, read_file_chunks, sha256_digest
-
-_INDEX_TYPES = {MT_INDEX, MT_DOCKER_LIST}
+from delivery.oci.layout import BlobStore
+from delivery.oci.spec import INDEX_MEDIA_TYPES, OCI_LAYER_TYPES, Descriptor, platform_dict
 
 
 @dataclass(frozen=True)
@@ -90,7 +82,7 @@ def _base_image(
         )
     layers = []
     for layer in manifest.get("layers") or []:
-        media = LAYER_TYPES.get(str(layer.get("mediaType")))
+        media = OCI_LAYER_TYPES.get(str(layer.get("mediaType")))
         if media is None:
             raise SourceError(
                 f"base layer media type {layer.get('mediaType')!r} is not supported",
@@ -144,7 +136,7 @@ def _resolve(
 ) -> dict[str, BaseImage]:
     top = _load_json(read(digest), name)
     media = top.get("mediaType")
-    is_index = media in _INDEX_TYPES or ("manifests" in top and "layers" not in top)
+    is_index = media in INDEX_MEDIA_TYPES or ("manifests" in top and "layers" not in top)
     out = {}
     for platform in platforms:
         if is_index:

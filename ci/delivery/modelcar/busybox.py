@@ -17,16 +17,18 @@ from pathlib import Path
 
 from delivery.core.errors import UsageError
 from delivery.core.fsutil import atomic_directory
-from delivery.modelcar.image import (
-    MT_CONFIG,
-    MT_INDEX,
-    MT_MANIFEST,
+from delivery.oci.layout import LayoutWriter
+from delivery.oci.spec import (
+    OCI_CONFIG,
+    OCI_INDEX,
+    OCI_LAYER_TAR,
+    OCI_MANIFEST,
     Descriptor,
     canonical_json,
+    index_json,
+    manifest_json,
     platform_dict,
 )
-from delivery.modelcar.layout import LayoutWriter
-from delivery.modelcar.tarlayer import MEDIA_TYPE_TAR
 
 APPLETS = (
     "sh",
@@ -148,22 +150,16 @@ def build_busybox_index(binaries: Mapping[str, Path], output: Path) -> BaseLayou
                     "history": [{"created_by": "deliver modelcar busybox-base"}],
                 }
             )
-            manifest = canonical_json(
-                {
-                    "schemaVersion": 2,
-                    "mediaType": MT_MANIFEST,
-                    "config": Descriptor(MT_CONFIG, writer.add_bytes(config), len(config)).as_dict(),
-                    "layers": [Descriptor(MEDIA_TYPE_TAR, layer_digest, len(layer)).as_dict()],
-                }
+            manifest = manifest_json(
+                Descriptor(OCI_CONFIG, writer.add_bytes(config), len(config)),
+                [Descriptor(OCI_LAYER_TAR, layer_digest, len(layer))],
             )
             manifests[platform] = writer.add_bytes(manifest)
             entries.append(
-                Descriptor(MT_MANIFEST, manifests[platform], len(manifest), platform=platform_dict(platform))
+                Descriptor(OCI_MANIFEST, manifests[platform], len(manifest), platform=platform_dict(platform))
             )
-        index = canonical_json(
-            {"schemaVersion": 2, "mediaType": MT_INDEX, "manifests": [e.as_dict() for e in entries]}
-        )
+        index = index_json(entries)
         index_digest = writer.add_bytes(index)
-        top = entries[0] if len(entries) == 1 else Descriptor(MT_INDEX, index_digest, len(index))
+        top = entries[0] if len(entries) == 1 else Descriptor(OCI_INDEX, index_digest, len(index))
         writer.finish(top, "latest")
     return BaseLayout(output, index_digest, manifests)

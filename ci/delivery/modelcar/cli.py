@@ -12,8 +12,11 @@ from delivery.core import console
 from delivery.core.cliutil import json_option, resolved_repo
 from delivery.core.errors import UsageError
 from delivery.core.secrets import read_secret
-from delivery.modelcar.build import BuildOptions, BuiltImage, build_layout, publish, verify
+from delivery.modelcar.build import build_layout
 from delivery.modelcar.busybox import build_busybox_index
+from delivery.modelcar.pipeline import BuildOptions, BuiltImage
+from delivery.modelcar.publish import publish
+from delivery.modelcar.verify import verify
 
 F = TypeVar("F", bound=Callable[..., Any])
 PASSWORD_VAR = "DELIVER_REGISTRY_PASSWORD"

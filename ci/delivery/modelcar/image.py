@@ -10,7 +10,6 @@ any uid; the config says which uid to run as.
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,54 +17,27 @@ from typing import Any
 from delivery.core.errors import SourceError
 from delivery.modelcar.source import ModelSource
 from delivery.modelcar.spec import ModelcarSpec
-from delivery.modelcar.tarlayer import MEDIA_TYPE_TAR, LayerFile, TarLayer
+from delivery.modelcar.tarlayer import LayerFile, TarLayer
 from delivery.oci.blobs import Blob, sha256_digest
+from delivery.oci.spec import (
+    ANNOTATION_BASE_DIGEST,
+    ANNOTATION_BASE_NAME,
+    ANNOTATION_REVISION,
+    ANNOTATION_SOURCE,
+    ANNOTATION_TITLE,
+    OCI_CONFIG,
+    OCI_LAYER_TAR,
+    OCI_MANIFEST,
+    Descriptor,
+    canonical_json,
+    index_json,
+    manifest_json,
+    platform_dict,
+)
 
-MT_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-MT_INDEX = "application/vnd.oci.image.index.v1+json"
-MT_CONFIG = "application/vnd.oci.image.config.v1+json"
-MT_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-MT_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-MT_DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
-# Base layer media types we accept, and their OCI name (same bytes, same digest).
-LAYER_TYPES = {
-    "application/vnd.oci.image.layer.v1.tar": "application/vnd.oci.image.layer.v1.tar",
-    "application/vnd.oci.image.layer.v1.tar+gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
-    "application/vnd.oci.image.layer.v1.tar+zstd": "application/vnd.oci.image.layer.v1.tar+zstd",
-    "application/vnd.docker.image.rootfs.diff.tar": "application/vnd.oci.image.layer.v1.tar",
-    "application/vnd.docker.image.rootfs.diff.tar.gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
-}
 MODELS_DIR = "models"
-ANNOTATION_SOURCE = "org.opencontainers.image.source"
-ANNOTATION_REVISION = "org.opencontainers.image.revision"
-ANNOTATION_TITLE = "org.opencontainers.image.title"
-ANNOTATION_BASE_NAME = "org.opencontainers.image.base.name"
-ANNOTATION_BASE_DIGEST = "org.opencontainers.image.base.digest"
-ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
 # Config keys of a base config that only describe how the base was built (host names, tool versions).
 _DROPPED_CONFIG_KEYS = ("created", "container", "container_config", "docker_version", "author")
-
-
-def canonical_json(obj: Any) -> bytes:
-    """The one JSON serialization of blobs we write: sorted keys, compact, UTF-8."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
-@dataclass(frozen=True)
-class Descriptor:
-    media_type: str
-    digest: str
-    size: int
-    annotations: dict[str, str] = field(default_factory=dict)
-    platform: dict[str, str] | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
-        if self.annotations:
-            d["annotations"] = dict(self.annotations)
-        if self.platform:
-            d["platform"] = dict(self.platform)
-        return d
 
 
 BlobGetter = Callable[[Descriptor], Blob]
@@ -96,7 +68,7 @@ class ModelLayer:
         annotations = {}
         if len(self.tar.files) == 1:
             annotations[ANNOTATION_TITLE] = self.tar.files[0].arcname
-        return Descriptor(MEDIA_TYPE_TAR, self.digest, self.tar.size, annotations)
+        return Descriptor(OCI_LAYER_TAR, self.digest, self.tar.size, annotations)
 
 
 def plan_layers(source: ModelSource, spec: ModelcarSpec) -> list[TarLayer]:
@@ -174,14 +146,11 @@ def image_config(base: BaseImage, layers: Sequence[ModelLayer], spec: ModelcarSp
 
 def image_manifest(base: BaseImage, config: bytes, layers: Sequence[ModelLayer], spec: ModelcarSpec) -> bytes:
     """The OCI image manifest: base layers (as they are), then the model layers; annotated."""
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": MT_MANIFEST,
-        "config": Descriptor(MT_CONFIG, sha256_digest(config), len(config)).as_dict(),
-        "layers": [d.as_dict() for d in base.layers] + [layer.descriptor.as_dict() for layer in layers],
-        "annotations": {**_labels(spec), **_base_annotations(spec, base)},
-    }
-    return canonical_json(manifest)
+    return manifest_json(
+        Descriptor(OCI_CONFIG, sha256_digest(config), len(config)),
+        [*base.layers, *(layer.descriptor for layer in layers)],
+        {**_labels(spec), **_base_annotations(spec, base)},
+    )
 
 
 def _base_annotations(spec: ModelcarSpec, base: BaseImage) -> dict[str, str]:
@@ -192,20 +161,12 @@ def _base_annotations(spec: ModelcarSpec, base: BaseImage) -> dict[str, str]:
     return found
 
 
-def platform_dict(platform: str) -> dict[str, str]:
-    os_name, _, arch = platform.partition("/")
-    return {"architecture": arch, "os": os_name}
-
-
 def image_index(manifests: Sequence[tuple[str, bytes]], spec: ModelcarSpec) -> bytes:
     """An OCI index over per-platform manifests (multi-arch specs)."""
-    index = {
-        "schemaVersion": 2,
-        "mediaType": MT_INDEX,
-        "manifests": [
-            Descriptor(MT_MANIFEST, sha256_digest(data), len(data), platform=platform_dict(p)).as_dict()
+    return index_json(
+        [
+            Descriptor(OCI_MANIFEST, sha256_digest(data), len(data), platform=platform_dict(p))
             for p, data in manifests
         ],
-        "annotations": _labels(spec),
-    }
-    return canonical_json(index)
+        _labels(spec),
+    )

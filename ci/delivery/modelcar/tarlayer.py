@@ -27,7 +27,6 @@ from delivery.core.errors import SourceError
 TAR_SPEC_VERSION = "modelcar-tar/1"
 """Bumped on any change to the bytes a layer is made of (part of every layer cache key)."""
 
-MEDIA_TYPE_TAR = "application/vnd.oci.image.layer.v1.tar"
 DIR_MODE = 0o755
 FILE_MODE = 0o644
 MTIME = 0

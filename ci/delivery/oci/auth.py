@@ -1,10 +1,15 @@
-"""Registry credentials: explicit, docker config.json, credential helpers, Google access tokens.
+"""Registry auth: credentials (explicit, docker config.json, credential helpers, Google tokens), and
+the ``WWW-Authenticate`` challenge answered with them (Basic, or the Bearer token handshake).
 
 ``resolve_credentials(registry)`` picks, in order: an explicit username/password; the docker
 config (``credHelpers`` > ``credsStore`` > ``auths`` with ``auth``/``username``+``password``/
 ``identitytoken``); for Google Artifact Registry and gcr.io, an OAuth2 access token from
 google-auth's Application Default Credentials (username ``oauth2accesstoken``, refreshed before it
 runs out: tokens live 60 minutes); else anonymous. Secret values never appear in ``repr``/``str``.
+
+``RegistryAuth`` answers whatever the registry asks for in ``WWW-Authenticate``: Basic, or the
+Bearer token flow (realm/service/scope; one token per scope set, cached until it expires;
+``pull`` scope on mount sources). Secrets never reach messages, logs or ``repr``.
 """
 
 from __future__ import annotations
@@ -17,12 +22,17 @@ import re
 import shutil
 import subprocess
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from delivery.core.console import redact
 from delivery.core.errors import ConfigError, RegistryError
+from delivery.oci.transport import Transient, is_loopback_host, retry_after
 
 GOOGLE_SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 GOOGLE_USERNAME = "oauth2accesstoken"
@@ -30,6 +40,10 @@ DOCKER_HUB_SERVER = "https://index.docker.io/v1/"
 _DOCKER_HUB_HOSTS = {"registry-1.docker.io", "docker.io", "index.docker.io"}
 _GOOGLE_HOST_RE = re.compile(r"^(?:[a-z0-9-]+-docker\.pkg\.dev|docker\.pkg\.dev|(?:[a-z]+\.)?gcr\.io)$")
 _IDENTITY_TOKEN_USERNAME = "<token>"
+_TOKEN_MARGIN = 30.0  # seconds: renew a bearer token this long before it expires
+_DEFAULT_TOKEN_LIFETIME = 60.0  # seconds, per the docker token spec when expires_in is absent
+_AUTH_PARAM_RE = re.compile(r'([A-Za-z_][A-Za-z0-9_-]*)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)')
+_LOGIN_FIX = "check the credentials: run `docker login {registry}` or pass --username/--password"
 
 
 @dataclass(frozen=True)
@@ -333,3 +347,178 @@ def _str_or_none(value: object) -> str | None:
 def _first_line(text: str, limit: int = 200) -> str:
     line = text.strip().splitlines()[0] if text.strip() else ""
     return line[:limit]
+
+
+# --------------------------------------------------------------------------- the auth handshake
+
+
+def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    """``Bearer realm="..",service="..",scope=".."`` -> ("bearer", {realm, service, scope})."""
+    scheme, _, rest = header.strip().partition(" ")
+    params: dict[str, str] = {}
+    for key, raw in _AUTH_PARAM_RE.findall(rest):
+        value = raw[1:-1].replace('\\"', '"') if raw.startswith('"') else raw
+        params[key.lower()] = value
+    return scheme.lower(), params
+
+
+def pull_scope(repository: str) -> str:
+    return f"repository:{repository}:pull"
+
+
+def push_scope(repository: str) -> str:
+    return f"repository:{repository}:pull,push"
+
+
+@dataclass
+class _Token:
+    value: str = field(repr=False)
+    expires_at: float
+
+
+class RegistryAuth:
+    """The ``Authorization`` of one registry host's requests: Basic, or cached Bearer tokens. Thread-safe.
+
+    Nothing is sent until a 401 says which scheme the registry wants (``learn_challenge``).
+    """
+
+    def __init__(
+        self, registry: str, credentials: Credentials, http: httpx.Client, *, plain_http: bool
+    ) -> None:
+        self.registry = registry
+        self.credentials = credentials
+        self.plain_http = plain_http
+        self._http = http
+        self._lock = threading.Lock()
+        self._scheme: str | None = None  # "basic" / "bearer" once the registry asked for it
+        self._bearer: dict[str, str] = {}
+        self._tokens: dict[tuple[str, ...], _Token] = {}
+        self._token_locks: dict[tuple[str, ...], threading.Lock] = {}
+
+    def describe(self) -> str:
+        return self.credentials.describe()
+
+    def login_fix(self) -> str:
+        return self.credentials.hint or _LOGIN_FIX.format(registry=self.registry)
+
+    def redact(self, text: str) -> str:
+        with self._lock:
+            tokens = [t.value for t in self._tokens.values()]
+        return redact(text, *self.credentials.secret_values(), *tokens)
+
+    def renew_if_needed(self) -> None:
+        """Renew short-lived credentials (GAR: 60 min); tokens got with the old ones are dropped."""
+        if self.credentials.refresh_if_needed():
+            with self._lock:
+                self._tokens.clear()
+
+    def learn_challenge(self, response: httpx.Response) -> bool:
+        """Remember what a 401 asked for; True when a retry with (new) credentials can help."""
+        challenges = [parse_challenge(h) for h in response.headers.get_list("WWW-Authenticate")]
+        bearer = next((p for s, p in challenges if s == "bearer"), None)
+        basic = any(s == "basic" for s, _ in challenges)
+        request_auth = response.request.headers.get("Authorization", "")
+        with self._lock:
+            if bearer is not None and "realm" in bearer:
+                previous_scheme = self._scheme
+                self._scheme = "bearer"
+                self._bearer = {"realm": bearer["realm"], "service": bearer.get("service", "")}
+                if previous_scheme == "bearer" and request_auth.startswith("Bearer "):
+                    # the token did not do: drop it (expired, or too narrow a scope)
+                    self._tokens = {
+                        k: t for k, t in self._tokens.items() if f"Bearer {t.value}" != request_auth
+                    }
+                return True
+            if basic:
+                if request_auth.startswith("Basic ") or self.credentials.anonymous:
+                    self._scheme = "basic"
+                    return False
+                self._scheme = "basic"
+                return True
+        return False
+
+    def authorization(self, scopes: tuple[str, ...]) -> str | None:
+        scheme = self._scheme
+        if scheme == "basic":
+            secret = self.credentials.secret()
+            if secret.username and secret.password:
+                raw = f"{secret.username}:{secret.password}".encode()
+                return "Basic " + base64.b64encode(raw).decode("ascii")
+            return None
+        if scheme == "bearer":
+            return "Bearer " + self._token(tuple(sorted(scopes)))
+        return None
+
+    def _token(self, scopes: tuple[str, ...]) -> str:
+        with self._lock:
+            lock = self._token_locks.setdefault(scopes, threading.Lock())
+        with lock:
+            cached = self._tokens.get(scopes)
+            if cached is not None and cached.expires_at - _TOKEN_MARGIN > time.monotonic():
+                return cached.value
+            token = self._fetch_token(scopes)
+            with self._lock:
+                self._tokens[scopes] = token
+            return token.value
+
+    def _fetch_token(self, scopes: tuple[str, ...]) -> _Token:
+        realm = httpx.URL(self._bearer["realm"])
+        service = self._bearer.get("service", "")
+        secret = self.credentials.secret()
+        if realm.scheme not in ("http", "https"):
+            raise RegistryError(f"token realm {realm} is not an http(s) URL", where=self.registry)
+        if (
+            realm.scheme == "http"
+            and not self.credentials.anonymous
+            and not (self.plain_http or is_loopback_host(realm.netloc.decode()))
+        ):
+            raise RegistryError(
+                f"the registry asks for credentials to be sent to {realm} over plain http",
+                where=self.registry,
+                fix="use an https token realm (credentials are never sent in clear text to remote hosts)",
+            )
+        started = time.monotonic()
+        try:
+            if secret.identity_token:
+                form = {
+                    "grant_type": "refresh_token",
+                    "refresh_token": secret.identity_token,
+                    "service": service,
+                    "scope": " ".join(scopes),
+                    "client_id": "llm-platform-delivery",
+                }
+                response = self._http.post(realm, data=form)
+            else:
+                params: list[tuple[str, str | int | float | bool | None]] = []
+                if service:
+                    params.append(("service", service))
+                params += [("scope", s) for s in scopes]
+                auth = (secret.username, secret.password) if secret.username and secret.password else None
+                response = self._http.get(realm.copy_merge_params(params), auth=auth)
+        except httpx.TransportError as exc:
+            raise Transient(f"token request to {realm.host}: {type(exc).__name__}") from None
+        if response.status_code == 429 or response.status_code >= 500:
+            raise Transient(
+                f"token request to {realm.host}: HTTP {response.status_code}", retry_after(response)
+            )
+        if response.status_code in (401, 403):
+            raise RegistryError(
+                f"authentication failed: the token service {realm.host} refused "
+                f"{self.credentials.describe()} (HTTP {response.status_code}) "
+                f"for {' '.join(scopes) or 'registry access'}",
+                where=self.registry,
+                fix=self.login_fix(),
+            )
+        try:
+            body = response.json()
+            value = body.get("token") or body.get("access_token")
+            lifetime = float(body.get("expires_in") or _DEFAULT_TOKEN_LIFETIME)
+        except (ValueError, AttributeError, TypeError):
+            value, lifetime = None, 0.0
+        if response.status_code != 200 or not isinstance(value, str) or not value:
+            raise RegistryError(
+                f"the token service {realm.host} answered HTTP {response.status_code} without a token",
+                where=self.registry,
+                fix="check the registry's token service",
+            )
+        return _Token(value, started + lifetime)

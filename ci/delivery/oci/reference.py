@@ -36,6 +36,22 @@ def is_tag(tag: str) -> bool:
     return bool(_TAG_RE.match(tag))
 
 
+def check_repository(repository: str) -> None:
+    """A UsageError unless ``repository`` is a valid repository name."""
+    if not is_repository_name(repository):
+        raise UsageError(
+            f"invalid repository name {repository!r}",
+            where="registry repository",
+            fix="use lowercase path components [a-z0-9] separated by '/', '.', '_' or '-'",
+        )
+
+
+def check_digest(digest: str) -> None:
+    """A UsageError unless ``digest`` is ``sha256:<64 lowercase hex>``."""
+    if not is_digest(digest):
+        raise UsageError(f"invalid digest {digest!r}", where="blob", fix="use sha256:<64 lowercase hex>")
+
+
 @dataclass(frozen=True)
 class ImageRef:
     """A parsed image reference; at least one of ``tag`` / ``digest`` may be set (or neither)."""

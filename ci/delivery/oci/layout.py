@@ -1,10 +1,10 @@
-"""OCI image layout output (the embedded default: no registry needed).
+"""OCI image layouts: a content-addressed blob store and a layout writer (no registry needed).
 
-The layout is written into a temp directory beside the target and renamed into place only when
-complete, so the target is either the previous layout or the new one, never half of either.
-Model layers are generated once, straight into their blob file while being hashed (the layout's
-blob is the output itself, not a temporary copy); a layer whose digest the digest cache knows
-and that the previous layout already holds is hard-linked instead of regenerated.
+The caller writes the layout into a temp directory beside the target and renames it into place
+only when complete, so the target is either the previous layout or the new one, never half of
+either. A generated blob is written once, straight into its blob file while being hashed (the
+layout's blob is the output itself, not a temporary copy); a blob the previous layout already
+holds is hard-linked instead of written again.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from delivery.core.errors import DeliveryError, SourceError
-from delivery.modelcar.image import ANNOTATION_REF_NAME, Descriptor, ModelLayer
-from delivery.modelcar.tarlayer import Progress, TarLayer
 from delivery.oci.blobs import Blob, sha256_digest
+from delivery.oci.spec import ANNOTATION_REF_NAME, Descriptor, index_document
 
 OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
 
@@ -53,11 +53,22 @@ class BlobStore:
         os.close(fd)
         return Path(name)
 
+    def put_generated(self, write: Callable[[Path], str]) -> str:
+        """A blob written into a temp file by ``write`` (it returns the digest), then renamed into place."""
+        tmp = self.temp()
+        try:
+            digest = write(tmp)
+            os.replace(tmp, self.path(digest))
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        return digest
+
     def put_stream(self, digest: str, chunks: Iterator[bytes], *, where: str) -> Path:
         """Store the streamed bytes as blob ``digest``; a digest mismatch stores nothing."""
-        tmp = self.temp()
-        h = hashlib.sha256()
-        try:
+
+        def write(tmp: Path) -> str:
+            h = hashlib.sha256()
             try:
                 with tmp.open("wb") as out:
                     for chunk in chunks:
@@ -71,10 +82,9 @@ class BlobStore:
                     where=where,
                     fix="the copy it came from is corrupt: delete it (or the cache dir) and build again",
                 )
-            os.replace(tmp, self.path(digest))
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+            return digest
+
+        self.put_generated(write)
         return self.path(digest)
 
     def put_bytes(self, data: bytes) -> str:
@@ -102,7 +112,8 @@ class LayoutWriter:
         self.store.dir.mkdir(parents=True, exist_ok=True)
         self.previous = BlobStore(previous) if previous is not None else None
 
-    def _reuse(self, digest: str, size: int) -> bool:
+    def reuse(self, digest: str, size: int) -> bool:
+        """True when the layout has blob ``digest`` (hard-linked from the previous layout if need be)."""
         if self.store.has(digest):
             return True
         if self.previous is None:
@@ -121,27 +132,17 @@ class LayoutWriter:
 
     def add_blob(self, blob: Blob) -> None:
         """Copy a blob (e.g. a base layer) in, checking its digest."""
-        if not self._reuse(blob.digest, blob.size):
+        if not self.reuse(blob.digest, blob.size):
             self.store.put_stream(blob.digest, blob.chunks(), where="base image")
 
-    def add_layer(
-        self, layer: TarLayer, known: tuple[str, dict[str, str]] | None, progress: Progress | None = None
-    ) -> ModelLayer:
-        """Write a model layer (or link the previous layout's copy when its digest is known)."""
-        if known is not None and self._reuse(known[0], layer.size):
-            if progress is not None:
-                progress(layer.data_size)
-            return ModelLayer(layer, known[0], known[1])
-        tmp = self.store.temp()
-        try:
+    def add_generated(self, write: Callable[[BinaryIO], str]) -> str:
+        """A blob whose digest is known only once written: ``write`` streams it and returns the digest."""
+
+        def into(tmp: Path) -> str:
             with io.FileIO(tmp, "wb") as out:
-                digest, sums = layer.digest_and_write(out, progress)
-            os.replace(tmp, self.store.path(digest))
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            raise
-        return ModelLayer(layer, digest, sums)
+                return write(out)
+
+        return self.store.put_generated(into)
 
     def finish(self, manifest: Descriptor, ref_name: str) -> None:
         """Write oci-layout and index.json (pointing at ``manifest``, named ``ref_name``)."""
@@ -152,8 +153,7 @@ class LayoutWriter:
             {ANNOTATION_REF_NAME: ref_name},
             manifest.platform,
         )
-        index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json"}
-        index["manifests"] = [entry.as_dict()]
+        index = index_document([entry])
         (self.root / "oci-layout").write_bytes(OCI_LAYOUT)
         (self.root / "index.json").write_bytes(json.dumps(index, sort_keys=True, indent=2).encode() + b"\n")
         for leftover in self.store.dir.glob(".partial-*"):
