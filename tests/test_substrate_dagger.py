@@ -1,42 +1,40 @@
 """Engine-free checks of the substrate's Dagger pipeline: what tofu-plan and tofu-apply would run.
 
-No engine runs here; the lazily built query is inspected: the tofu binary comes from the pinned
-minimal image, credentials are a mounted Secret, every run is cache-busted, and the exec is the same
-`deliver plan` / `deliver apply` the tests run for real.
+No engine runs here: each pipeline is sent to test_dagger_module's fake engine (``await obj.id()``)
+and its steps read back there: the tofu binary comes from the pinned minimal image, credentials are a
+mounted Secret, every run is cache-busted, and the exec is the same `deliver plan` / `deliver apply`
+the tests run for real. Cache policies are read from the module's registration.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from conftest import REPO
-
-sys.path.insert(0, str(REPO / "ci" / "dagger" / "src"))
-dagger = pytest.importorskip("dagger")
-from dagger.mod._module import FUNCTION_DEF_KEY  # noqa: E402
-from llm_platform import images, substrate  # noqa: E402
-from llm_platform.main import LlmPlatform  # noqa: E402
+# The harness puts ci/dagger/src on sys.path and imports the SDK the way the module's runtime has it.
+from test_dagger_module import dagger, functions, images, query, substrate, toolbox
 
 
 def steps(obj: Any) -> list[tuple[str, dict[str, Any]]]:
-    return [(s.name, dict(s.args)) for s in obj._ctx.selections]
+    return query(obj).steps()
 
 
 def execs(obj: Any) -> list[list[str]]:
-    return [args["args"] for name, args in steps(obj) if name == "withExec"]
+    return query(obj).execs()
+
+
+def _install_input(args: dict[str, Any]) -> bool:
+    """A file the toolbox installs the project from (test_dagger_module checks those)."""
+    return str(args["path"]).startswith(f"{toolbox.PROJECT_DIR}/")
 
 
 def test_tofu_comes_from_the_pinned_minimal_image() -> None:
     assert images.OPENTOFU.startswith("ghcr.io/opentofu/opentofu:1.12.6-minimal@sha256:")
     ctr = substrate.tofu_toolbox(dagger.dag.directory(), dagger.dag.set_secret("gcp", "x"))
-    copied = [args for name, args in steps(ctr) if name == "withFile"]
+    copied = [args for name, args in steps(ctr) if name == "withFile" and not _install_input(args)]
     assert copied and copied[0]["path"] == "/usr/local/bin/tofu" and copied[0]["permissions"] == 0o755
     source_file = copied[0]["source"]
-    addresses = [args.get("address") for name, args in steps(source_file) if name == "from"]
+    addresses = [args.get("address") for name, args in source_file.steps() if name == "from"]
     assert addresses == [images.OPENTOFU]
     env = {a["name"]: a["value"] for n, a in steps(ctr) if n == "withEnvVariable"}
     assert env["DELIVER_TOFU"] == "/usr/local/bin/tofu"
@@ -105,7 +103,14 @@ def test_every_plan_and_apply_is_cache_busted() -> None:
 
 def test_module_functions_are_never_cached() -> None:
     for name in ("tofu_plan", "tofu_apply"):
-        assert getattr(getattr(LlmPlatform, name), FUNCTION_DEF_KEY).cache == "never", name
+        assert functions()[name].cache == ("Never", None), name
+
+
+def test_module_functions_take_credentials_as_secrets() -> None:
+    for name in ("tofu_plan", "tofu_apply"):
+        assert functions()[name].args["credentials"].type == "Secret", name
+        assert functions()[name].required()[:1] == ["env"], name
+    assert functions()["tofu_apply"].args["plan"].type == "Directory"
 
 
 def test_the_cli_accepts_exactly_the_arguments_the_module_passes() -> None:
@@ -131,4 +136,6 @@ def test_substrate_check_needs_no_credentials() -> None:
     ctr = substrate.check(dagger.dag.directory(), "prod")
     assert execs(ctr)[-1] == ["deliver", "--repo", "/repo", "substrate-check", "--json", "--env", "prod"]
     assert not [a for n, a in steps(ctr) if n == "withMountedSecret"]
-    assert [a["path"] for n, a in steps(ctr) if n == "withFile"] == ["/usr/local/bin/tofu"]
+    assert [a["path"] for n, a in steps(ctr) if n == "withFile" and not _install_input(a)] == [
+        "/usr/local/bin/tofu"
+    ]

@@ -1,6 +1,6 @@
 """Every container image the module runs, pinned by digest (tests check that each one is)."""
 
-# Python base of the toolbox: the project is pip-installed on it and the `deliver` CLI runs there.
+# Python base of the toolbox: uv installs the root uv.lock and the project on it; `deliver` runs there.
 PYTHON = "python:3.13-slim@sha256:9d2e5553305c7c7b0097999bb17187c69b921ccd6bc9d40e4bb5ebe652c00285"
 
 # OpenTofu, binary only (FROM scratch): its /usr/local/bin/tofu is copied into the toolbox.

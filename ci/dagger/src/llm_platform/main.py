@@ -1,20 +1,38 @@
 """LLM platform delivery as Dagger functions.
 
 Each function assembles a container from digest-pinned images and runs the same `deliver` CLI
-that the tests exercise (no logic lives only here). Side-effecting functions are never cached.
+that the tests exercise (no logic lives only here). Checks (`dagger check`) take no required
+arguments; functions that write files return a Changeset (`dagger generate`, or `dagger call`);
+side-effecting functions are never cached.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any, Protocol, TypeVar, cast
 
 import dagger
-from dagger import DefaultPath, Doc, Ignore, check, field, function, object_type
+from dagger import DefaultPath, Doc, Ignore, check, field, function, generate, object_type
 
-from . import modelcar, substrate
+from . import gitops, modelcar, substrate
 from . import validate as validation
 from .toolbox import SOURCE_IGNORE, deliver, toolbox
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class _FunctionWithCache(Protocol):
+    """``dagger.function`` called with ``cache=``, as its implementation accepts and the docs document.
+
+    dagger-io 0.21.8's typing overloads of ``function`` omit ``cache`` (dagger/dagger#11572), so mypy
+    rejects ``@function(cache=...)`` although the call works; this types that call, nothing else.
+    """
+
+    def __call__(self, *, cache: str) -> Callable[[_F], _F]: ...
+
+
+function_with = cast(_FunctionWithCache, function)
 
 
 @object_type
@@ -30,10 +48,11 @@ class LlmPlatform:
 
     @function
     def toolbox(self) -> dagger.Container:
-        """The toolbox container: pinned Python base with the project installed (for debugging)."""
+        """The toolbox: pinned Python, the root uv.lock installed frozen, the project; the repo at /repo."""
         return toolbox(self.source)
 
     @function
+    @check
     async def config_check(
         self,
         env: Annotated[str, Doc("Check only this environment (default: all)")] = "",
@@ -51,6 +70,39 @@ class LlmPlatform:
         """Render the root Argo CD Applications selecting the profile's layers (YAML)."""
         args = ["root", "--env", env] + (["--profile", profile] if profile else [])
         return await deliver(toolbox(self.source), *args).stdout()
+
+    @function
+    @generate
+    async def root_write(
+        self,
+        env: Annotated[str, Doc("Write only this environment's root (default: every environment)")] = "",
+        profile: Annotated[
+            str, Doc("Profile for that one environment: platform, serving, llm-gateway or full")
+        ] = "",
+    ) -> dagger.Changeset:
+        """Write clusters/<env>/root.yaml (deliver root --write) for every env (or one): the changeset."""
+        envs = await gitops.environments(self.source, env)
+        return gitops.write_roots(self.source, envs, profile)
+
+    @function
+    @generate
+    async def layers_render(
+        self,
+        env: Annotated[str, Doc("Render only this environment's layers (default: every environment)")] = "",
+    ) -> dagger.Changeset:
+        """Render clusters/<env>/layers/ (deliver layers render --write) for every env (or one)."""
+        envs = await gitops.environments(self.source, env)
+        return gitops.write_layers(self.source, envs)
+
+    @function
+    @check
+    async def layers_check(
+        self,
+        env: Annotated[str, Doc("Check only this environment's layers (default: every environment)")] = "",
+    ) -> str:
+        """Fail if committed layers drift from their rendering (deliver layers render --check, each env)."""
+        envs = await gitops.environments(self.source, env)
+        return await gitops.layers(self.source, envs, "--check").stdout()
 
     @function
     def schemas(
@@ -98,6 +150,7 @@ class LlmPlatform:
         return validation.report(self.source, env, schemas, sources)
 
     @function
+    @check
     async def substrate_check(
         self,
         env: Annotated[str, Doc("Check only this environment's root (default: all)")] = "",
@@ -105,7 +158,7 @@ class LlmPlatform:
         """Check the OpenTofu roots offline: inputs from config, GCS backend, HCL policy, fmt."""
         return await substrate.check(self.source, env).stdout()
 
-    @function(cache="never")
+    @function_with(cache="never")
     def tofu_plan(
         self,
         env: Annotated[str, Doc("Environment whose substrate (tofu/envs/ENV) to plan")],
@@ -116,7 +169,7 @@ class LlmPlatform:
         """Plan the GKE substrate: policy, fmt, init, validate-by-plan; returns plan.tfplan + plan.json."""
         return substrate.plan(self.source, env, credentials)
 
-    @function(cache="never")
+    @function_with(cache="never")
     async def tofu_apply(
         self,
         env: Annotated[str, Doc("Environment to apply (must match the plan's)")],
@@ -144,17 +197,18 @@ class LlmPlatform:
         return modelcar.build(self.source, name, hf_token)
 
     @function
+    @generate
     def modelcar_lock(
         self,
         name: Annotated[str, Doc("Modelcar spec name (modelcars/NAME.yaml)")],
         hf_token: Annotated[
             dagger.Secret | None, Doc("Hugging Face token for gated/private repos (e.g. env://HF_TOKEN)")
         ] = None,
-    ) -> dagger.File:
-        """The lock modelcar-build writes (export it to modelcars/NAME.lock.yaml and commit it)."""
+    ) -> dagger.Changeset:
+        """Build a modelcar (deliver modelcar build) and return its refreshed modelcars/NAME.lock.yaml."""
         return modelcar.lock(self.source, name, hf_token)
 
-    @function(cache="never")
+    @function_with(cache="never")
     async def modelcar_publish(
         self,
         name: Annotated[str, Doc("Modelcar spec name (modelcars/NAME.yaml)")],

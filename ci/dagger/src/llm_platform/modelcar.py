@@ -13,7 +13,7 @@ import time
 import dagger
 from dagger import dag
 
-from .toolbox import WORKDIR, deliver, toolbox
+from .toolbox import changes, deliver, toolbox
 
 HF_HOME = "/root/.cache/huggingface"
 DELIVER_CACHE = "/root/.cache/deliver"
@@ -36,7 +36,7 @@ def modelcar_toolbox(source: dagger.Directory, hf_token: dagger.Secret | None) -
 
 
 def built(source: dagger.Directory, name: str, hf_token: dagger.Secret | None) -> dagger.Container:
-    """`deliver modelcar build NAME`: the container holding the layout and the refreshed lock.
+    """`deliver modelcar build NAME`: the container holding the layout and the repo with the new lock.
 
     ``build`` and ``lock`` read from this same pipeline, so the engine runs the build once for both.
     """
@@ -49,9 +49,9 @@ def build(source: dagger.Directory, name: str, hf_token: dagger.Secret | None) -
     return built(source, name, hf_token).directory(LAYOUT_DIR)
 
 
-def lock(source: dagger.Directory, name: str, hf_token: dagger.Secret | None) -> dagger.File:
-    """The lock (modelcars/NAME.lock.yaml) that ``deliver modelcar build NAME`` writes."""
-    return built(source, name, hf_token).file(f"{WORKDIR}/modelcars/{name}.lock.yaml")
+def lock(source: dagger.Directory, name: str, hf_token: dagger.Secret | None) -> dagger.Changeset:
+    """What ``deliver modelcar build NAME`` changed in the repo: modelcars/NAME.lock.yaml."""
+    return changes(source, built(source, name, hf_token))
 
 
 def publish(
