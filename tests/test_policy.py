@@ -1,11 +1,15 @@
-"""Policy checks (delivery/policy.py): the committed envs are clean, and each rule catches its violation.
+"""Policy checks (delivery/validation/policy/): the committed envs are clean, each rule catches its
+violation, and the registry agrees with the README's policy table.
 
 Every broken case edits a throwaway copy of the repo the way a careless change would, then asserts the
-finding's rule id, file, resource, JSON path and message.
+finding's rule id, file, resource, JSON path, message and fix.
 """
 
 from __future__ import annotations
 
+import ast
+import inspect
+import re
 import shutil
 from pathlib import Path
 
@@ -13,9 +17,9 @@ import pytest
 
 from delivery import config as envconfig
 from delivery import gitops as layers
-from delivery.validation.findings import Finding
+from delivery.validation.findings import Finding, Status
 from delivery.validation.manifests import load_env_manifests
-from delivery.validation.policy import check_policies, check_tofu, check_warnings
+from delivery.validation.policy import RULES, Scope, check_policies, check_tofu, check_warnings, rules_table
 
 REPO = Path(__file__).resolve().parent.parent
 LAYERS = "clusters/{env}/layers"
@@ -36,7 +40,11 @@ LLMD = (
 
 
 def findings(repo: Path, env: str) -> list[Finding]:
-    return check_policies(repo, envconfig.load_env(repo, env), load_env_manifests(repo, env))
+    found = check_policies(repo, envconfig.load_env(repo, env), load_env_manifests(repo, env))
+    for f in found:  # every policy finding fails validation and says how to repair it
+        assert f.status is Status.FAILURE and f.fix, f.render()
+        assert f.render().endswith(f"\n  fix: {f.fix}")
+    return found
 
 
 def only(repo: Path, env: str, rule: str) -> list[Finding]:
@@ -72,7 +80,12 @@ def test_tag_instead_of_digest(repo_copy: Path) -> None:
     assert f.file == VLLM and f.resource == "Deployment/serving/raw-vllm"
     assert f.path == "/spec/template/spec/containers/0/image"
     assert "'vllm/vllm-openai:v0.23.0' is not pinned by digest (tag: v0.23.0)" in f.message
-    assert "@sha256:<digest>" in f.message
+    assert "@sha256:<digest>" in f.fix
+    assert f.render() == (
+        f"{VLLM}: Deployment/serving/raw-vllm: [image-digest] at /spec/template/spec/containers/0/image "
+        "image 'vllm/vllm-openai:v0.23.0' is not pinned by digest (tag: v0.23.0)\n"
+        "  fix: pin it as <image>@sha256:<digest> (see clusters/pins.yaml)"
+    )
 
 
 def test_images_in_chart_values_are_checked(repo_copy: Path) -> None:
@@ -154,9 +167,10 @@ def test_llm_d_with_one_gpu(repo_copy: Path) -> None:
     got = only(repo_copy, "dev", "llm-d-gpus")
     assert [f.file for f in got] == [LLMD.replace("prod", "dev")] * 2
     assert "features.llm-d is false in environments/dev/config.yaml" in got[0].message
-    assert got[1].message == (
+    assert (got[1].message, got[1].fix) == (
         "llm-d needs at least 2 GPUs (prefill + decode) but env 'dev' has gpu.perNode 1 x gpu.maxNodes 1 = "
-        "1 GPU(s); serve with raw vLLM, or raise the GPU pool"
+        "1 GPU(s)",
+        "serve with raw vLLM, or raise the GPU pool",
     )
 
 
@@ -181,7 +195,7 @@ def test_secret_with_data(repo_copy: Path) -> None:
     (f,) = only(repo_copy, "staging", "secret-data")
     assert f.file == rel and f.resource == "Secret/llm-gateway/litellm-master-key" and f.path == "/stringData"
     assert "Secret carries stringData (PROXY_MASTER_KEY) in git" in f.message
-    assert "sk-1234" not in f.message and "ExternalSecret" in f.message
+    assert "sk-1234" not in f.message + f.fix and "ExternalSecret" in f.fix
 
 
 def test_application_without_project_or_destination(repo_copy: Path) -> None:
@@ -257,9 +271,10 @@ def test_root_on_the_wrong_branch(repo_copy: Path) -> None:
     (f,) = only(repo_copy, "prod", "repo-branch")
     assert f.file == "clusters/prod/root.yaml" and f.resource == "Application/argocd/layer-platform"
     assert f.path == "/spec/source/targetRevision"
-    assert f.message == (
+    assert (f.message, f.fix) == (
         "the platform repo source tracks 'HEAD', but env 'prod' tracks repoBranch 'main' "
-        "(environments/prod/config.yaml); set targetRevision: main"
+        "(environments/prod/config.yaml)",
+        "set targetRevision: main",
     )
 
 
@@ -279,24 +294,118 @@ def test_cloud_resource_kind_under_clusters(repo_copy: Path, api_version: str, k
     assert f"{kind} ({api_version}) is a cloud resource: the substrate belongs to OpenTofu" in f.message
 
 
+IN_CLUSTER_TF = "tofu/modules/gke/in_cluster.tf"
+
+
 def test_kubernetes_and_helm_providers_under_tofu(repo_copy: Path) -> None:
     add(
         repo_copy,
-        "tofu/modules/gke/in_cluster.tf",
+        IN_CLUSTER_TF,
         '# provider "kubernetes" in a comment is fine\n'
         'terraform {\n  required_providers {\n    helm = { source = "hashicorp/helm" }\n  }\n}\n'
         'provider "kubernetes" {\n  host = "x"\n}\n'
         'resource "helm_release" "argocd" {\n  name = "argocd"\n}\n',
     )
-    got = [(f.file, f.resource) for f in check_tofu(repo_copy)]
+    got = [(f.file, f.line, f.resource) for f in check_tofu(repo_copy)]
     assert got == [
-        ("tofu/modules/gke/in_cluster.tf:7", "provider 'kubernetes'"),
-        ("tofu/modules/gke/in_cluster.tf:4", "provider source 'helm'"),
-        ("tofu/modules/gke/in_cluster.tf:10", "helm_release"),
+        (IN_CLUSTER_TF, 4, "terraform.required_providers.helm"),
+        (IN_CLUSTER_TF, 7, "provider.kubernetes"),
+        (IN_CLUSTER_TF, 10, "helm_release.argocd"),
     ]
-    got_env = only(repo_copy, "dev", "tofu-provider")
-    assert len(got_env) == 3 and "the in-cluster lifecycle belongs to Argo CD" in got_env[0].message
+    for env in ("dev", "staging", "prod"):  # a shared module: every env reports it
+        got_env = only(repo_copy, env, "tofu-provider")
+        assert [(f.file, f.line) for f in got_env] == [
+            (IN_CLUSTER_TF, 4),
+            (IN_CLUSTER_TF, 7),
+            (IN_CLUSTER_TF, 10),
+        ]
+    assert "the in-cluster lifecycle belongs to Argo CD" in got_env[0].message
+    assert got_env[2].render() == (
+        f"{IN_CLUSTER_TF}:10: helm_release.argocd: [tofu-provider] in-cluster resource: the substrate stops "
+        "at the cluster, the in-cluster lifecycle belongs to Argo CD\n"
+        "  fix: move in-cluster objects to clusters/<env>/layers (Argo CD), keep tofu to cloud resources"
+    )
     assert check_tofu(REPO) == []
+
+
+# Each case: a file planted under tofu/ -> the (line, resource) of every tofu-provider finding in it.
+# The rule is the substrate's HCL rule; every case the former regex caught is here, comments included.
+# It also catches what the regex missed (a .tofu file, a version-only required provider), and reports
+# a file that is not valid HCL as unreadable (the regex scanned its text).
+TOFU_CASES: dict[str, tuple[str, str, list[tuple[int, str]]]] = {
+    "provider-block": (
+        "tofu/modules/gke/helm.tf",
+        'provider "helm" {\n  kubernetes {\n    host = "x"\n  }\n}\n',
+        [(1, "provider.helm")],
+    ),
+    "required-provider": (
+        "tofu/modules/gke/k8s.tf",
+        'terraform {\n  required_providers {\n    kubernetes = {\n      source = "hashicorp/kubernetes"\n'
+        "    }\n  }\n}\n",
+        [(3, "terraform.required_providers.kubernetes")],
+    ),
+    "aliased-registry-source": (
+        "tofu/envs/dev/kubectl.tf",
+        "terraform {\n  required_providers {\n"
+        '    k8s = { source = "registry.opentofu.org/gavinbunney/kubectl" }\n'
+        '    kc = { source = "alekc/kubectl" }\n  }\n}\n',
+        [(3, "terraform.required_providers.k8s"), (4, "terraform.required_providers.kc")],
+    ),
+    "resource-and-data": (
+        "tofu/modules/gke/objects.tf",
+        'resource "kubernetes_namespace" "serving" {\n  metadata {\n    name = "serving"\n  }\n}\n'
+        'resource "kubectl_manifest" "crd" {\n  yaml_body = "x"\n}\n'
+        'data "kubernetes_secret" "key" {\n}\n',
+        [(1, "kubernetes_namespace.serving"), (6, "kubectl_manifest.crd"), (9, "data.kubernetes_secret.key")],
+    ),
+    "module-no-root-calls": (
+        "tofu/modules/extra/main.tf",
+        'resource "helm_release" "argocd" {\n  name = "argocd"\n}\n',
+        [(1, "helm_release.argocd")],
+    ),
+    "comments-only": (
+        "tofu/modules/gke/notes.tf",
+        '# provider "kubernetes" {}\n// resource "helm_release" "x" {}\n'
+        '/* provider "helm" {}\nresource "kubernetes_namespace" "n" {} */\n',
+        [],
+    ),
+    "tofu-suffix": (
+        "tofu/modules/gke/in_cluster.tofu",
+        'provider "kubernetes" {\n}\n',
+        [(1, "provider.kubernetes")],
+    ),
+    "version-only-required-provider": (
+        "tofu/modules/gke/legacy.tf",
+        'terraform {\n  required_providers {\n    helm = "~> 2.0"\n  }\n}\n',
+        [(3, "terraform.required_providers.helm")],
+    ),
+    "not-valid-hcl": (
+        "tofu/modules/gke/broken.tf",
+        'resource "helm_release" "argocd" {\n',
+        [(0, "")],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TOFU_CASES))
+def test_each_in_cluster_provider_case_under_tofu(repo_copy: Path, case: str) -> None:
+    rel, text, expected = TOFU_CASES[case]
+    add(repo_copy, rel, text)
+    got = check_tofu(repo_copy)
+    assert [(f.file, f.line or 0, f.resource) for f in got] == [(rel, line, res) for line, res in expected]
+    assert all(f.rule == "tofu-provider" and f.fix for f in got)
+    if case == "not-valid-hcl":
+        assert got[0].message.startswith("cannot check for in-cluster providers: not valid HCL")
+    else:
+        assert all("the in-cluster lifecycle belongs to Argo CD" in f.message for f in got)
+    assert len(only(repo_copy, "dev", "tofu-provider")) == len(expected)
+
+
+def test_an_env_root_reports_only_in_its_own_env(repo_copy: Path) -> None:
+    add(repo_copy, "tofu/envs/prod/k8s.tf", 'provider "kubernetes" {\n}\n')
+    (f,) = only(repo_copy, "prod", "tofu-provider")
+    assert (f.file, f.line, f.resource) == ("tofu/envs/prod/k8s.tf", 1, "provider.kubernetes")
+    assert only(repo_copy, "dev", "tofu-provider") == only(repo_copy, "staging", "tofu-provider") == []
 
 
 def test_layer_outside_the_profile(repo_copy: Path) -> None:
@@ -341,7 +450,7 @@ def test_old_inference_pool_api(repo_copy: Path) -> None:
         (ROUTE, "/spec/rules/0/backendRefs/0/group"),
     ]
     assert "uses the retired alpha API inference.networking.x-k8s.io/v1alpha2" in got[0].message
-    assert "use inference.networking.k8s.io" in got[1].message
+    assert "use inference.networking.k8s.io" in got[1].fix
 
 
 def test_scale_to_zero_without_a_wake_up_signal(repo_copy: Path) -> None:
@@ -355,25 +464,102 @@ def test_scale_to_zero_without_a_wake_up_signal(repo_copy: Path) -> None:
     assert only(repo_copy, "prod", "scale-from-zero") == []
 
 
-def test_unpublished_modelcar_is_a_warning_on_every_reference(repo_copy: Path) -> None:
-    """The all-zero pins.yaml digest passes the rules but is named wherever it is deployed."""
+def test_unpublished_is_a_warning_on_every_reference(repo_copy: Path) -> None:
+    """The placeholder digest of an artifact the env lacks passes the rules but is named wherever it is."""
     cfg = envconfig.load_env(REPO, "dev")
-    got = check_warnings(cfg, load_env_manifests(REPO, "dev"))
+    got = check_warnings(REPO, cfg, load_env_manifests(REPO, "dev"))
+    assert {f.status for f in got} == {Status.WARNING}
     assert [(f.resource, f.path) for f in got] == [
         ("InferenceService/demos/qwen2.5-0.5b-instruct-cpu", "/spec/predictor/containers/0/env/0/value"),
         ("InferenceService/serving/qwen2.5-0.5b-instruct-kserve", "/spec/predictor/containers/0/env/0/value"),
         ("Deployment/serving/raw-vllm", "/spec/template/spec/initContainers/0/image"),
     ]
-    assert got[2].check == "unpublished-modelcar" and got[2].message == (
+    assert got[2].check == "unpublished" and (got[2].message, got[2].fix) == (
         "europe-west4-docker.pkg.dev/llm-platform-dev/modelcars/qwen2.5-0.5b-instruct@sha256:"
         + "0" * 64
-        + " has the all-zero placeholder digest (clusters/pins.yaml modelcars): the modelcar was never "
-        "published and cannot be pulled; run `deliver modelcar publish qwen2.5-0.5b-instruct --env dev`, "
-        "then `deliver layers render --env dev --write`"
+        + " has the all-zero placeholder digest: dev does not have this artifact (the modelcar was never "
+        "published into it) and cannot pull it",
+        "run `deliver modelcar publish qwen2.5-0.5b-instruct --env dev`; it re-renders the layers",
     )
-    (repo_copy / "modelcars/qwen2.5-0.5b-instruct.lock.yaml").write_text(
-        f"name: qwen2.5-0.5b-instruct\nmanifest: {{digest: 'sha256:{'12' * 32}'}}\n"
+    staging = envconfig.load_env(REPO, "staging")
+    promoted = check_warnings(REPO, staging, load_env_manifests(REPO, "staging"))
+    assert {f.fix for f in promoted} == {
+        "run `deliver promote --to staging` (from dev); it re-renders the layers"
+    }
+    assert len(promoted) == 4  # the modelcar and the vLLM image, each in the Deployment and the ISVC
+    (repo_copy / "clusters/dev/release.yaml").write_text(
+        "env: dev\nartifacts:\n  qwen2.5-0.5b-instruct:\n    kind: modelcar\n"
+        "    ref: europe-west4-docker.pkg.dev/llm-platform-dev/modelcars/qwen2.5-0.5b-instruct"
+        f"@sha256:{'12' * 32}\n"
     )
     layers.write_layers(repo_copy, envconfig.load_env(repo_copy, "dev"))
-    assert check_warnings(cfg, load_env_manifests(repo_copy, "dev")) == []
+    assert check_warnings(repo_copy, cfg, load_env_manifests(repo_copy, "dev")) == []
     assert findings(repo_copy, "dev") == []
+
+
+# --------------------------------------------------------------------------- the registry
+
+
+def test_readme_policy_table_is_the_registry() -> None:
+    """README's `| rule | catches |` table is ``rules_table()``: same ids, same summaries, same order."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("### Policy checks") :]
+    section = section[: section.index("\n### ")]
+    table = "".join(line + "\n" for line in section.splitlines() if line.startswith("|"))
+    rows = re.findall(r"^\| `([^`]+)` \| (.+) \|$", table, re.M)
+    assert rows == [(r.id, r.catches) for r in RULES], (
+        "README.md's policy table differs from the registry (ci/delivery/validation/policy/registry.py); "
+        "replace it with:\n" + rules_table()
+    )
+    assert table == rules_table()
+
+
+def test_registry_rules_are_unique_typed_and_each_planted_here() -> None:
+    ids = [r.id for r in RULES]
+    assert len(ids) == len(set(ids))
+    source = Path(__file__).read_text()
+    for rule in RULES:
+        params = inspect.signature(rule.check).parameters
+        assert len(params) == (2 if rule.scope is Scope.MANIFEST else 1), rule.id
+        assert f"``{rule.id}``" in (rule.check.__doc__ or ""), f"{rule.id}: its function's docstring names it"
+        assert f'"{rule.id}"' in source, f"{rule.id} has no test planting its violation"
+    assert [r.id for r in RULES if r.status is Status.WARNING] == ["unpublished"]
+
+
+# --------------------------------------------------------------------------- package boundaries
+
+VALIDATION_MAY_IMPORT = (
+    "delivery.core",
+    "delivery.config",
+    "delivery.gitops.conventions",
+    "delivery.schemas",
+    "delivery.substrate",
+    "delivery.validation",
+)
+
+
+def _delivery_imports(package: Path) -> dict[str, set[str]]:
+    """Every ``delivery.*`` module each file of ``package`` imports (file -> modules)."""
+    found: dict[str, set[str]] = {}
+    for path in sorted(package.rglob("*.py")):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "delivery":
+                names.update(f"delivery.{alias.name}" for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+            elif isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+        found[str(path.relative_to(REPO))] = {
+            n for n in names if n == "delivery" or n.startswith("delivery.")
+        }
+    return found
+
+
+def test_validation_imports_only_what_it_reads_and_substrate_never_imports_it() -> None:
+    allowed = VALIDATION_MAY_IMPORT
+    for file, modules in _delivery_imports(REPO / "ci/delivery/validation").items():
+        bad = sorted(m for m in modules if not any(m == a or m.startswith(a + ".") for a in allowed))
+        assert not bad, f"{file} imports {bad}; validation may import only {', '.join(allowed)}"
+    for file, modules in _delivery_imports(REPO / "ci/delivery/substrate").items():
+        assert not [m for m in modules if m.startswith("delivery.validation")], file

@@ -424,12 +424,17 @@ def test_cli_json_and_junit_report_every_resource(
     kc = [f for f in env["findings"] if f["check"] in ("kubeconform", "yaml")]
     assert {
         "file": "clusters/dev/layers/serving/broken.yaml",
+        "line": None,
         "resource": "Deployment/serving/web2",
         "check": "kubeconform",
         "message": "got string, want null or integer",
         "path": "/spec/replicas",
+        "fix": "",
+        "status": "failure",
     } in kc
-    assert any(f["check"] == "yaml" and f["file"].endswith("syntax.yaml") for f in kc)
+    [syntax] = [f for f in kc if f["check"] == "yaml" and f["file"].endswith("syntax.yaml")]
+    assert syntax["line"] == 5 and syntax["fix"]
+    assert data["findings"] == len(env["findings"]) and data["warnings"] == len(env["warnings"])
 
     root = ElementTree.parse(junit).getroot()
     cases = root.findall("testsuite/testcase")
@@ -458,6 +463,16 @@ def test_cli_text_output_names_file_resource_path_and_fails(
         "InferencePool at apiVersion inference.networking.x-k8s.io/v1alpha2"
     ) in res.err
     assert "FAIL dev:" in res.out
+    assert (  # a policy finding carries its fix line, rendered like every Problem
+        "[inference-api] at /apiVersion InferencePool uses the retired alpha API "
+        "inference.networking.x-k8s.io/v1alpha2\n  fix: use inference.networking.k8s.io/v1 InferencePool"
+    ) in res.err
+    assert re.search(
+        r"^error: [1-9]\d* finding\(s\)\n  fix: apply the fix: line of each finding above, then run "
+        r"`deliver validate --env dev` again$",
+        res.err,
+        re.M,
+    )
 
 
 def test_cli_unknown_env_is_a_usage_error(deliver: Callable[..., Result], repo_copy: Path) -> None:
@@ -527,28 +542,28 @@ def test_roots_are_validated_like_the_layers(
     assert ("clusters/dev/root.yaml", "AppProject/argocd/layers") in report.checked
 
 
-def test_cli_reports_an_unpublished_modelcar_as_a_warning(
+def test_cli_reports_an_unpublished_artifact_as_a_warning(
     deliver: Callable[..., Result],
     repo_copy: Path,
     bundle: schema_bundle.SchemaBundle,
     tools: Callable[[str], str],
 ) -> None:
-    """The pins.yaml placeholder digest validates (exit 0) but is listed as a warning, never hidden."""
+    """The placeholder of what staging has not received validates (exit 0) but is listed as a warning."""
     tools("kubeconform")
-    (repo_copy / "modelcars/qwen2.5-0.5b-instruct.lock.yaml").unlink(missing_ok=True)
     assert deliver("layers", "render", "--env", "staging", "--write", repo=repo_copy).code == 0
     res = deliver("validate", "--env", "staging", "--schemas", str(bundle.root), repo=repo_copy)
     assert res.code == 0, res.err
-    assert re.search(r"^ok   staging: \d+ resources, 0 finding\(s\), 2 warning\(s\)$", res.out, re.M)
+    # the modelcar and the vLLM image, each in the Deployment and in the KServe InferenceService
+    assert re.search(r"^ok   staging: \d+ resources, 0 finding\(s\), 4 warning\(s\)$", res.out, re.M)
     assert (
         "warning: clusters/staging/layers/components/serving/raw-vllm/deployment-serving-raw-vllm.yaml: "
-        "Deployment/serving/raw-vllm: [unpublished-modelcar] at /spec/template/spec/initContainers/0/image"
+        "Deployment/serving/raw-vllm: [unpublished] at /spec/template/spec/initContainers/0/image"
     ) in res.err
     data = json.loads(
         deliver("validate", "--env", "staging", "--schemas", str(bundle.root), "--json", repo=repo_copy).out
     )
-    assert data["ok"] is True and data["warnings"] == 2
-    assert {w["check"] for w in data["environments"][0]["warnings"]} == {"unpublished-modelcar"}
+    assert data["ok"] is True and data["warnings"] == 4
+    assert {w["check"] for w in data["environments"][0]["warnings"]} == {"unpublished"}
 
 
 @pytest.mark.parametrize(

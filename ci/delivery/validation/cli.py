@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
-from delivery.core import console
-from delivery.core.cliutil import env_option, json_option, resolved_repo
-from delivery.core.fsutil import atomic_write_text
+from delivery.core.cliutil import env_option, fail_reported, json_option, resolved_repo
 from delivery.schemas.cli import offline_option, source_option
-from delivery.validation.outputs import junit_xml
+from delivery.validation.outputs import failures, write_json, write_junit, write_text
 from delivery.validation.validate import validate_envs
 
 
@@ -53,31 +50,15 @@ def validate_cmd(
         source_dir=source_dir,
     )
     if junit is not None:
-        atomic_write_text(junit, junit_xml(reports))
-    failed = sum(len(r.findings) for r in reports)
+        write_junit(reports, junit)
     if as_json:
-        console.print_json(
-            {
-                "ok": not failed,
-                "findings": failed,
-                "resources": sum(r.resources for r in reports),
-                "warnings": sum(len(r.warnings) for r in reports),
-                "environments": [r.as_dict() for r in reports],
-            }
-        )
+        write_json(reports)
     else:
-        for report in reports:
-            for finding in report.findings:
-                click.echo(finding.render(), err=True)
-            for warning in report.warnings:
-                click.echo(f"warning: {warning.render()}", err=True)
-            state = "ok  " if report.ok else "FAIL"
-            warned = f", {len(report.warnings)} warning(s)" if report.warnings else ""
-            click.echo(
-                f"{state} {report.env}: {report.resources} resources, {len(report.findings)} finding(s)"
-                + warned
-            )
+        write_text(reports)
+    failed = failures(reports)
     if failed:
-        if not as_json:
-            click.echo(f"{failed} finding(s)", err=True)
-        sys.exit(1)
+        again = f"deliver validate --env {env}" if env else "deliver validate"
+        each = (
+            "each finding's `fix` in the JSON document" if as_json else "the fix: line of each finding above"
+        )
+        fail_reported(f"{failed} finding(s)", fix=f"apply {each}, then run `{again}` again")

@@ -61,11 +61,16 @@ def layer_files(repo: Path, env: str) -> list[Path]:
 
 
 def root_files(repo: Path, env: str) -> list[Path]:
-    """The YAML files directly in clusters/<env>/: the roots (``root.yaml``, ``root-<profile>.yaml``)."""
+    """The roots in clusters/<env>/ (``root.yaml``, ``root-<profile>.yaml``): what ``kubectl apply``
+    bootstraps. The release and ledger beside them are the pipeline's records, not manifests."""
     base = layers_dir(repo, env).parent
     if not base.is_dir():
         return []
-    return sorted(p for p in base.iterdir() if p.is_file() and p.suffix in YAML_SUFFIXES)
+    return sorted(
+        p
+        for p in base.iterdir()
+        if p.is_file() and p.suffix in YAML_SUFFIXES and p.stem.split("-")[0] == "root"
+    )
 
 
 def env_files(repo: Path, env: str) -> list[Path]:

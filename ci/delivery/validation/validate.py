@@ -19,7 +19,6 @@ from delivery import config as envconfig
 from delivery.config import EnvConfig
 from delivery.core.errors import ConfigError, UsageError
 from delivery.schemas import SchemaBundle, ensure_bundle
-from delivery.validation import manifests as layer_manifests
 from delivery.validation.findings import Finding, Report
 from delivery.validation.kubeconform import (
     KUBECONFORM_CHECK,
@@ -29,8 +28,8 @@ from delivery.validation.kubeconform import (
     missing_schema_message,
     run_kubeconform,
 )
-from delivery.validation.manifests import Manifest
-from delivery.validation.policy import check_policies, check_warnings
+from delivery.validation.manifests import Manifest, env_files, load_file_manifests
+from delivery.validation.policy import run_rules
 
 YAML_CHECK = "yaml"
 
@@ -48,15 +47,16 @@ def _load_env_input(repo: Path, env: str) -> _EnvInput:
     files: list[str] = []
     found: list[Manifest] = []
     broken: dict[str, Finding] = {}
-    for path in layer_manifests.env_files(repo, env):
+    for path in env_files(repo, env):
         rel = str(path.relative_to(repo))
         files.append(rel)
         try:
-            found.extend(layer_manifests.load_file_manifests(repo, env, path))
+            found.extend(load_file_manifests(repo, env, path))
         except ConfigError as err:
             problem = err.problems[0]
-            at = f" at line {problem.where.line}" if problem.where.line else ""
-            broken[rel] = Finding(rel, "", YAML_CHECK, f"{problem.what}{at}")
+            line = problem.where.line
+            at = f" at line {line}" if line else ""
+            broken[rel] = Finding.at(rel, "", YAML_CHECK, f"{problem.what}{at}", problem.fix, line=line)
     return _EnvInput(cfg, files, found, broken)
 
 
@@ -88,11 +88,12 @@ def _findings_for(
             continue
         if status == "statusInvalid":
             findings += [
-                Finding(filename, resource, KUBECONFORM_CHECK, msg, path) for path, msg in leaf_causes(result)
+                Finding.at(filename, resource, KUBECONFORM_CHECK, msg, path=path)
+                for path, msg in leaf_causes(result)
             ]
         elif status == "statusError" and str(result.get("msg", "")).startswith("could not find schema"):
             findings.append(
-                Finding(
+                Finding.at(
                     filename,
                     resource,
                     KUBECONFORM_CHECK,
@@ -101,15 +102,17 @@ def _findings_for(
             )
         elif status == "statusSkipped":
             findings.append(
-                Finding(filename, resource, KUBECONFORM_CHECK, "skipped: not validated against a schema")
+                Finding.at(filename, resource, KUBECONFORM_CHECK, "skipped: not validated against a schema")
             )
         else:
-            findings.append(Finding(filename, resource, KUBECONFORM_CHECK, str(result.get("msg") or status)))
+            findings.append(
+                Finding.at(filename, resource, KUBECONFORM_CHECK, str(result.get("msg") or status))
+            )
     for queue in pending.values():
         for m in queue:
             if str(m.path) not in env_input.broken:
                 findings.append(
-                    Finding(
+                    Finding.at(
                         str(m.path),
                         m.resource,
                         KUBECONFORM_CHECK,
@@ -118,11 +121,6 @@ def _findings_for(
                 )
     findings += env_input.broken.values()
     return findings, checked
-
-
-def run_policies(repo: Path, cfg: EnvConfig, found: list[Manifest]) -> tuple[list[Finding], list[Finding]]:
-    """The findings and warnings of the policy rules for one environment."""
-    return check_policies(repo, cfg, found), check_warnings(cfg, found)
 
 
 def validate_envs(
@@ -171,16 +169,13 @@ def validate_envs(
         env_input = inputs[env]
         minor = env_input.cfg.cluster.kubernetes_version
         findings, checked = _findings_for(env_input, results_by_minor[minor], bundle, minor)
-        warnings: list[Finding] = []
         if policies:
-            policy_findings, warnings = run_policies(repo, env_input.cfg, env_input.manifests)
-            findings += policy_findings
+            findings += run_rules(repo, env_input.cfg, env_input.manifests)
         reports.append(
             Report(
                 env=env,
                 resources=len(env_input.manifests),
-                findings=findings,
-                warnings=warnings,
+                results=tuple(findings),
                 checked=tuple(sorted(checked)),
             )
         )

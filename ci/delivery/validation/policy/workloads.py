@@ -1,0 +1,191 @@
+"""Rules on what runs and serves: Secrets without values, scaling that can wake up from zero, llm-d
+within the GPU pool, and the GA Inference API reached from routes in the pool's own namespace."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from delivery.gitops.conventions import SECRET_STORE
+from delivery.validation.findings import Finding
+from delivery.validation.manifests import Manifest
+from delivery.validation.policy.context import APP_KINDS, EnvContext, JsonPath, app_sources, finding, walk
+
+OLD_INFERENCE_GROUP = "inference.networking.x-k8s.io"
+GA_INFERENCE_GROUP = "inference.networking.k8s.io"
+_POD_METRIC = re.compile(r"\bvllm:")
+
+
+def secret_data(m: Manifest, ctx: EnvContext) -> list[Finding]:
+    """``secret-data``: secret values never enter git."""
+    if m.kind != "Secret" or m.api_version != "v1":
+        return []
+    return [
+        finding(
+            m,
+            "secret-data",
+            f"Secret carries {key} ({', '.join(sorted(str(k) for k in m.doc[key]))}) in git",
+            "store the value in Secret Manager and materialise it with an ExternalSecret "
+            f"(ClusterSecretStore {SECRET_STORE}); delete this Secret from git",
+            (key,),
+        )
+        for key in ("data", "stringData")
+        if m.doc.get(key)
+    ]
+
+
+def _survives_zero(trigger: Any) -> bool:
+    """A trigger whose metric exists with no pod running (a gateway, queue or router signal)."""
+    if not isinstance(trigger, dict) or trigger.get("type") in ("cpu", "memory"):
+        return False
+    query = str((trigger.get("metadata") or {}).get("query", ""))
+    return not _POD_METRIC.search(query)
+
+
+def scale_from_zero(m: Manifest, ctx: EnvContext) -> list[Finding]:
+    """``scale-from-zero``: a ScaledObject allowed to reach 0 needs a trigger that exists at 0 replicas.
+
+    Metrics of the scaled pods themselves (``vllm:*``, cpu, memory) vanish with the last replica, so
+    they can never activate the workload again; a gateway, queue or router signal can.
+    """
+    if m.kind != "ScaledObject":
+        return []
+    spec = m.doc.get("spec") or {}
+    if int(spec.get("minReplicaCount", 0) or 0) > 0 or any(
+        _survives_zero(t) for t in spec.get("triggers") or []
+    ):
+        return []
+    return [
+        finding(
+            m,
+            "scale-from-zero",
+            "minReplicaCount is 0 but every trigger reads a metric of the scaled pods (vllm:*, cpu, "
+            "memory), which does not exist at zero replicas, so the workload could never wake up",
+            "add a trigger on an upstream signal (e.g. agentgateway_requests_total), "
+            "or set minReplicaCount: 1",
+            ("spec", "triggers"),
+        )
+    ]
+
+
+def _gpus_of(template: Any) -> int:
+    total = 0
+    for path, value in walk(template):
+        if path and path[-1] == "nvidia.com/gpu" and len(path) >= 2 and path[-2] == "limits":
+            try:
+                total += int(str(value))
+            except ValueError:
+                continue
+    return total
+
+
+def _replica_gpus(spec: dict[str, Any]) -> int:
+    """GPUs of ``replicas`` x (the template's GPU limits, at least 1)."""
+    return int(spec.get("replicas", 1) or 0) * max(_gpus_of(spec.get("template")), 1)
+
+
+def llm_d_gpus(m: Manifest, ctx: EnvContext) -> list[Finding]:
+    """``llm-d-gpus``: llm-d is opt-in, needs at least 2 GPUs in the env's pool and no more than it has."""
+    cfg = ctx.cfg
+    is_llmisvc = m.kind == "LLMInferenceService"
+    is_llmd_chart = m.kind in APP_KINDS and any(
+        "llmisvc" in str(s.get("repoURL", "")) + str(s.get("chart", "")) for _, s in app_sources(m.doc)
+    )
+    if not (is_llmisvc or is_llmd_chart):
+        return []
+    max_gpus = cfg.gpu.max_gpus
+    pool = f"gpu.perNode {cfg.gpu.per_node} x gpu.maxNodes {cfg.gpu.max_nodes} = {max_gpus} GPU(s)"
+    found = []
+    if not cfg.features.llm_d:
+        found.append(
+            finding(
+                m,
+                "llm-d-gpus",
+                f"llm-d is deployed but features.llm-d is false in {cfg.path}",
+                f"remove it (deliver layers render --env {cfg.name} --write), or enable features.llm-d",
+                ("kind",),
+            )
+        )
+    if max_gpus < 2:
+        found.append(
+            finding(
+                m,
+                "llm-d-gpus",
+                f"llm-d needs at least 2 GPUs (prefill + decode) but env {cfg.name!r} has {pool}",
+                "serve with raw vLLM, or raise the GPU pool",
+                ("kind",),
+            )
+        )
+    if is_llmisvc:
+        spec = m.doc.get("spec") or {}
+        decode = _replica_gpus(spec)
+        prefill = _replica_gpus(spec["prefill"]) if spec.get("prefill") else 0
+        if max_gpus >= 2 and decode + prefill > max_gpus:
+            found.append(
+                finding(
+                    m,
+                    "llm-d-gpus",
+                    f"llm-d asks for {decode + prefill} GPUs (decode {decode} + prefill {prefill}) but env "
+                    f"{cfg.name!r} has {pool}",
+                    f"lower the replicas or GPUs of decode/prefill, or raise gpu.maxNodes in {cfg.path}",
+                    ("spec",),
+                )
+            )
+    return found
+
+
+def _pool_refs(m: Manifest) -> list[tuple[JsonPath, dict[str, Any]]]:
+    """An HTTPRoute's backendRefs to InferencePools, with their JSON paths."""
+    if m.kind != "HTTPRoute":
+        return []
+    refs: list[tuple[JsonPath, dict[str, Any]]] = []
+    for i, rule in enumerate((m.doc.get("spec") or {}).get("rules") or []):
+        for j, ref in enumerate((rule or {}).get("backendRefs") or []):
+            if isinstance(ref, dict) and ref.get("kind") == "InferencePool":
+                refs.append((("spec", "rules", i, "backendRefs", j), ref))
+    return refs
+
+
+def inference_api(m: Manifest, ctx: EnvContext) -> list[Finding]:
+    """``inference-api``: InferencePools and the routes to them use the GA group, not the retired alpha."""
+    found = []
+    group = m.api_version.rpartition("/")[0]
+    if group == OLD_INFERENCE_GROUP and m.kind in ("InferencePool", "InferenceModel"):
+        found.append(
+            finding(
+                m,
+                "inference-api",
+                f"{m.kind} uses the retired alpha API {m.api_version}",
+                f"use {GA_INFERENCE_GROUP}/v1 InferencePool (spec.selector.matchLabels, spec.targetPorts, "
+                "spec.endpointPickerRef)",
+                ("apiVersion",),
+            )
+        )
+    for path, ref in _pool_refs(m):
+        if ref.get("group") != GA_INFERENCE_GROUP:
+            found.append(
+                finding(
+                    m,
+                    "inference-api",
+                    f"backendRef to InferencePool {ref.get('name')!r} uses group {ref.get('group')!r}",
+                    f"use {GA_INFERENCE_GROUP} (set group: {GA_INFERENCE_GROUP})",
+                    (*path, "group"),
+                )
+            )
+    return found
+
+
+def route_pool_namespace(m: Manifest, ctx: EnvContext) -> list[Finding]:
+    """``route-pool-namespace``: an HTTPRoute reaches an InferencePool only in its own namespace."""
+    return [
+        finding(
+            m,
+            "route-pool-namespace",
+            f"backendRef to InferencePool {ref.get('namespace')}/{ref.get('name')} crosses namespaces; "
+            "agentgateway ignores ReferenceGrants for pools",
+            f"put the route in namespace {ref.get('namespace')!r} and drop backendRefs[].namespace",
+            (*path, "namespace"),
+        )
+        for path, ref in _pool_refs(m)
+        if ref.get("namespace") not in (None, m.namespace)
+    ]
