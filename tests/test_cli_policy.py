@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Result
 
+from conftest import Result
 from delivery import cli
 from delivery.core.errors import EXIT_BAD_INPUT, EXIT_FAILED
 
@@ -152,6 +152,32 @@ CASES: list[tuple[str, list[str], Edit, int, str]] = [
         EXIT_FAILED,
         "substrate problem(s)",
     ),
+    ("promote-unknown-env", ["promote", "--to", "nope"], _nothing, EXIT_BAD_INPUT, "unknown environment"),
+    ("promote-entry-env", ["promote", "--to", "dev"], _nothing, EXIT_BAD_INPUT, "is an entry environment"),
+    (
+        "promote-outside-git",
+        ["promote", "--to", "staging"],
+        _nothing,
+        EXIT_BAD_INPUT,
+        "not inside a git work tree",
+    ),
+    ("rollback-unknown-env", ["rollback", "--env", "nope"], _nothing, EXIT_BAD_INPUT, "unknown environment"),
+    ("hold-release-unknown-env", ["hold", "release", "--env", "nope"], _nothing, EXIT_BAD_INPUT, "unknown"),
+    (
+        "verify-release-empty-evidence",
+        ["verify-release", "--env", "dev", "--evidence", " "],
+        _nothing,
+        EXIT_BAD_INPUT,
+        "--evidence is empty",
+    ),
+    ("history-unknown-env", ["history", "--env", "nope"], _nothing, EXIT_BAD_INPUT, "unknown environment"),
+    (
+        "status-broken-ledger",
+        ["status"],
+        _write("clusters/dev/ledger.jsonl", "{not json\n"),
+        EXIT_BAD_INPUT,
+        "ledger line is not JSON",
+    ),
     ("usage-unknown-command", ["frobnicate"], _nothing, EXIT_BAD_INPUT, "No such command"),
     ("usage-unknown-option", ["validate", "--bogus"], _nothing, EXIT_BAD_INPUT, "No such option"),
     ("usage-missing-value", ["demo", "--output"], _nothing, EXIT_BAD_INPUT, "requires an argument"),
@@ -207,7 +233,7 @@ def test_every_failure_prints_one_json_document_with_json(
 def test_every_command_is_in_the_table() -> None:
     """A new command must come with its bad-input cases here."""
     covered = {
-        " ".join(argv[:2]) if argv[0] in {"config", "layers", "modelcar"} else argv[0]
+        " ".join(argv[:2]) if argv[0] in {"config", "layers", "modelcar", "hold"} else argv[0]
         for _, argv, *_ in CASES
     }
     group = cli.main_group

@@ -13,6 +13,7 @@ from ruamel.yaml import YAML
 
 from delivery import config as envconfig
 from delivery import gitops as layers
+from delivery.core import yamlio
 from delivery.gitops import conventions, serving
 from delivery.gitops.conventions import PROFILES
 from delivery.validation.manifests import load_layer_manifests
@@ -194,33 +195,69 @@ def test_env_values_come_from_config(deliver, repo_copy: Path) -> None:  # type:
     assert deliver("layers", "render", "--env", "prod", "--check", repo=repo_copy).code == 0
 
 
-def test_modelcar_digest_comes_from_the_lock_when_there_is_one(deliver, repo_copy: Path) -> None:  # type: ignore[no-untyped-def]
+def _write_release(repo: Path, env: str, artifacts: dict[str, dict[str, str]]) -> None:
+    from delivery.release import Release, write_release
+
+    write_release(repo, Release.model_validate({"env": env, "artifacts": artifacts}))
+
+
+def test_modelcar_and_images_come_from_the_release_of_a_promoted_env(deliver, repo_copy: Path) -> None:  # type: ignore[no-untyped-def]
     digest = "sha256:" + "ab" * 32
+    vllm = "sha256:" + "cd" * 32
     prod_registry = "europe-west4-docker.pkg.dev/llm-platform-prod/modelcars"
-    lock = repo_copy / "modelcars/qwen2.5-0.5b-instruct.lock.yaml"
-    lock.write_text(
-        "name: qwen2.5-0.5b-instruct\n"
-        f"manifest: {{digest: '{digest}'}}\n"
-        f"images:\n  prod: oci://{prod_registry}/qwen2.5-0.5b-instruct@{digest}\n"
+    _write_release(
+        repo_copy,
+        "prod",
+        {
+            "qwen2.5-0.5b-instruct": {
+                "kind": "modelcar",
+                "ref": f"{prod_registry}/qwen2.5-0.5b-instruct@{digest}",
+            },
+            "vllm": {"kind": "image", "ref": f"{prod_registry}/vllm-openai@{vllm}"},
+        },
     )
     res = deliver("layers", "render", "--env", "prod", "--check", repo=repo_copy)
     assert res.code == 1 and "deployment-serving-raw-vllm.yaml: out of date" in res.err
     assert deliver("layers", "render", "--env", "prod", "--write", repo=repo_copy).code == 0
     (llmisvc,) = _by_kind(repo_copy, "prod", "LLMInferenceService")
     assert llmisvc["spec"]["model"]["uri"] == f"oci://{prod_registry}/qwen2.5-0.5b-instruct@{digest}"
-    # an env missing from `images` still gets its registry with the lock's manifest digest
-    assert deliver("layers", "render", "--env", "dev", "--write", repo=repo_copy).code == 0
-    dev_text = (
-        repo_copy / "clusters/dev/layers/components/serving/raw-vllm/deployment-serving-raw-vllm.yaml"
-    ).read_text()
-    assert f"llm-platform-dev/modelcars/qwen2.5-0.5b-instruct@{digest}" in dev_text
+    (deployment,) = _by_kind(repo_copy, "prod", "Deployment")
+    images = [c["image"] for c in deployment["spec"]["template"]["spec"]["containers"]]
+    assert images == [f"{prod_registry}/vllm-openai@{vllm}"]  # never the pin's docker.io reference
     assert (
-        "modelcar digest from modelcars/qwen2.5-0.5b-instruct.lock.yaml"
+        "modelcar digest from clusters/prod/release.yaml"
         in (
             repo_copy / "clusters/prod/layers/components/serving/llm-d/"
             "llminferenceservice-llm-d-qwen2.5-0.5b-instruct-llm-d.yaml"
         ).read_text()
     )
+    # the KServe alternative serves the same promoted image
+    (isvc,) = _by_kind(repo_copy, "prod", "InferenceService")
+    assert isvc["spec"]["predictor"]["containers"][0]["image"] == f"{prod_registry}/vllm-openai@{vllm}"
+
+
+def test_the_entry_env_deploys_the_pins_and_its_release(deliver, repo_copy: Path) -> None:  # type: ignore[no-untyped-def]
+    digest = "sha256:" + "ef" * 32
+    dev_registry = "europe-west4-docker.pkg.dev/llm-platform-dev/modelcars"
+    ref = f"{dev_registry}/qwen2.5-0.5b-instruct@{digest}"
+    _write_release(repo_copy, "dev", {"qwen2.5-0.5b-instruct": {"kind": "modelcar", "ref": ref}})
+    res = deliver("layers", "render", "--env", "dev", "--write", repo=repo_copy)
+    assert res.code == 0 and "warning" not in res.err
+    (deployment,) = _by_kind(repo_copy, "dev", "Deployment")
+    spec = deployment["spec"]["template"]["spec"]
+    assert spec["initContainers"][0]["image"] == ref
+    pins = yamlio.plain(yamlio.load_file(repo_copy / "clusters/pins.yaml"))
+    assert spec["containers"][0]["image"] == pins["images"]["vllm"]
+
+
+def test_a_release_naming_the_wrong_kind_is_a_clear_error(deliver, repo_copy: Path) -> None:  # type: ignore[no-untyped-def]
+    _write_release(
+        repo_copy,
+        "dev",
+        {"qwen2.5-0.5b-instruct": {"kind": "image", "ref": "r.example/x@sha256:" + "ab" * 32}},
+    )
+    res = deliver("layers", "render", "--env", "dev", "--write", repo=repo_copy)
+    assert res.code == 2 and "artifact 'qwen2.5-0.5b-instruct' is a image, not a modelcar" in res.err
 
 
 def test_check_names_changed_missing_and_extra_files(deliver, repo_copy: Path) -> None:  # type: ignore[no-untyped-def]
@@ -252,9 +289,9 @@ def test_bad_pins_fail_cleanly_and_write_nothing(deliver, repo_copy: Path) -> No
     after = {p: p.read_bytes() for p in (repo_copy / "clusters/prod/layers").rglob("*.yaml")}
     assert after == before
     _edit(pins, "version: '^2.20'", "version: 2.20.1")
-    _edit(pins, "  qwen2.5-0.5b-instruct: sha256:", "  other-model: sha256:")
+    _edit(pins, "  vllm: vllm/vllm-openai:v0.23.0@sha256:", "  vllm: vllm/vllm-openai:v0.23.0@sha1:")
     res = deliver("layers", "render", "--env", "prod", "--write", repo=repo_copy)
-    assert res.code == 2 and "no digest for modelcar 'qwen2.5-0.5b-instruct'" in res.err
+    assert res.code == 2 and "images.vllm" in res.err
     assert {p: p.read_bytes() for p in (repo_copy / "clusters/prod/layers").rglob("*.yaml")} == before
 
 
@@ -314,40 +351,36 @@ def test_eso_identity_matches_the_substrate() -> None:
         assert ref == {"name": conventions.ESO_KSA, "namespace": conventions.ESO_NS}
 
 
-def test_unpublished_modelcar_is_a_visible_warning(deliver, repo_copy: Path) -> None:  # type: ignore[no-untyped-def]
-    """The all-zero fallback digest in pins.yaml renders, but every render says it is not published."""
+def test_an_artifact_not_in_the_env_yet_is_a_visible_warning(deliver, repo_copy: Path) -> None:  # type: ignore[no-untyped-def]
+    """Without a release entry the placeholder digest renders, and every render names the command."""
     res = deliver("layers", "render", "--env", "dev", "--write", repo=repo_copy)
     assert res.code == 0
     assert (
         "warning: modelcar europe-west4-docker.pkg.dev/llm-platform-dev/modelcars/qwen2.5-0.5b-instruct@"
-        f"{conventions.UNPUBLISHED} is not published yet (digest from clusters/pins.yaml "
-        "(modelcars.qwen2.5-0.5b-instruct)); run `deliver modelcar publish` to write the lock, then re-render"
+        f"{conventions.UNPUBLISHED} is not in this environment yet (no entry in clusters/dev/release.yaml: "
+        "run `deliver modelcar publish qwen2.5-0.5b-instruct --env dev`), then re-render"
     ) in res.err
-    lock = repo_copy / "modelcars/qwen2.5-0.5b-instruct.lock.yaml"
-    lock.write_text(f"name: qwen2.5-0.5b-instruct\nmanifest: {{digest: 'sha256:{'cd' * 32}'}}\n")
+    res = deliver("layers", "render", "--env", "staging", "--write", repo=repo_copy)
+    assert "run `deliver promote --to staging`" in res.err
+    (deployment,) = _by_kind(repo_copy, "staging", "Deployment")
+    vllm = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert (
+        vllm
+        == f"europe-west4-docker.pkg.dev/llm-platform-staging/modelcars/vllm-openai@{conventions.UNPUBLISHED}"
+    )
+    ref = f"europe-west4-docker.pkg.dev/llm-platform-dev/modelcars/qwen2.5-0.5b-instruct@sha256:{'cd' * 32}"
+    _write_release(repo_copy, "dev", {"qwen2.5-0.5b-instruct": {"kind": "modelcar", "ref": ref}})
     res = deliver("layers", "render", "--env", "dev", "--write", repo=repo_copy)
     assert res.code == 0 and "warning" not in res.err
 
 
-def test_lock_entry_under_an_old_registry_uses_the_envs_registry(repo_copy: Path) -> None:
-    digest = "sha256:" + "ef" * 32
-    lock = repo_copy / "modelcars/qwen2.5-0.5b-instruct.lock.yaml"
-    lock.write_text(
-        f"name: qwen2.5-0.5b-instruct\nmanifest: {{digest: '{digest}'}}\n"
-        f"images:\n  dev: oci://old.example.com/models/qwen2.5-0.5b-instruct@sha256:{'00' * 32}\n"
+def test_malformed_release_is_a_clear_error(deliver, repo_copy: Path) -> None:  # type: ignore[no-untyped-def]
+    (repo_copy / "clusters/dev/release.yaml").write_text(
+        "env: dev\nartifacts:\n  qwen2.5-0.5b-instruct: {kind: modelcar, ref: 'r.example/x:latest'}\n"
     )
-    cfg = envconfig.load_env(repo_copy, "dev")
-    car = layers.modelcar_for(repo_copy, cfg, layers.load_pins(repo_copy))
-    assert car.image == f"{cfg.registry}/qwen2.5-0.5b-instruct@{digest}"
-    assert car.source == "modelcars/qwen2.5-0.5b-instruct.lock.yaml"
-    assert layers.modelcar_warnings(car) == []
-
-
-def test_malformed_lock_is_a_clear_error(deliver, repo_copy: Path) -> None:  # type: ignore[no-untyped-def]
-    (repo_copy / "modelcars/qwen2.5-0.5b-instruct.lock.yaml").write_text("name: qwen2.5-0.5b-instruct\n")
     res = deliver("layers", "render", "--env", "dev", "--check", repo=repo_copy)
     assert res.code == 2
-    assert "modelcars/qwen2.5-0.5b-instruct.lock.yaml: lock file is malformed" in res.err
+    assert "clusters/dev/release.yaml:3: artifacts.qwen2.5-0.5b-instruct.ref" in res.err
 
 
 def test_check_json_lists_each_drifted_file(deliver, repo_copy: Path) -> None:  # type: ignore[no-untyped-def]

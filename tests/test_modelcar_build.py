@@ -199,7 +199,7 @@ def test_same_digest_whatever_mtime_umask_listing_order_and_cwd(
     assert str(tmp_path) not in lock_a  # no local path in it
 
 
-def test_lock_is_deterministic_and_names_each_env_image(
+def test_lock_is_deterministic_and_claims_no_registry(
     deliver: Any, repo_copy: Path, busybox_base: BaseLayout, tmp_path: Path
 ) -> None:
     src = small_model(tmp_path / "model")
@@ -214,8 +214,14 @@ def test_lock_is_deterministic_and_names_each_env_image(
     by_path = {f["path"]: f for f in lock["files"]}
     assert by_path["config.json"]["sha256"] == "sha256:" + sha256_file(src / "config.json")
     assert "ignored.pt" not in by_path
-    cfg = yamlio.plain(yamlio.load_file(repo_copy / "environments" / "prod" / "config.yaml"))
-    assert lock["images"]["prod"] == f"oci://{cfg['registry']}/models/tiny@{out['digest']}"
+    # a build pushes nothing, so neither the lock nor any release claims an image in a registry
+    assert "images" not in lock
+    for env in ("dev", "staging", "prod"):
+        registry = yamlio.plain(yamlio.load_file(repo_copy / "environments" / env / "config.yaml"))[
+            "registry"
+        ]
+        assert registry.split("/")[0] not in text
+        assert not (repo_copy / "clusters" / env / "release.yaml").exists()
     assert len(lock["layers"]) == 3
     mtime = lock_file.stat().st_mtime_ns
     _build(deliver, repo_copy, "tiny", src, "--no-cache")

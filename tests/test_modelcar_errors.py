@@ -361,19 +361,10 @@ def test_an_unwritable_lock_is_one_clear_error(
     assert list((repo_copy / "modelcars").glob(".tiny.lock.yaml.*")) == []  # no temp file left
 
 
-def test_lock_refuses_to_leave_out_an_environment_whose_config_is_broken(repo_copy: Path) -> None:
-    from delivery.core.errors import ConfigError
-    from delivery.modelcar import lock as lockmod
-    from delivery.modelcar.spec import load_spec
-
-    spec = load_spec(repo_copy, "qwen2.5-0.5b-instruct")
-    digest = "sha256:" + "ab" * 32
-    images = lockmod.env_images(repo_copy, spec, digest)
-    assert set(images) == {"dev", "staging", "prod"}
-    assert images["prod"].endswith(f"/qwen2.5-0.5b-instruct@{digest}")
-    cfg = repo_copy / "environments/staging/config.yaml"
-    cfg.write_text(cfg.read_text().replace("profile: llm-gateway", "profile: nope"))
-    with pytest.raises(ConfigError) as exc:
-        lockmod.env_images(repo_copy, spec, digest)
-    assert "environments/staging/config.yaml" in exc.value.render()
-    assert "profile" in exc.value.render()
+def test_publish_into_a_promoted_environment_names_deliver_promote(deliver: Any, repo_copy: Path) -> None:
+    result = deliver("modelcar", "publish", "qwen2.5-0.5b-instruct", "--env", "prod", repo=repo_copy)
+    assert result.code == 2, result.err
+    assert "environment 'prod' takes artifacts only by promotion from 'staging'" in result.err
+    assert "deliver modelcar publish qwen2.5-0.5b-instruct --env dev" in result.err
+    assert "deliver promote --to ENV" in result.err
+    assert not list((repo_copy / "clusters").glob("*/release.yaml"))  # nothing written

@@ -69,7 +69,13 @@ def test_published_modelcar_runs_like_kserve_runs_it(
     assert published["uri"] == f"oci://{registry.host}/modelcars/minilm@{digest}"
     assert published["bytesSent"] > 90_000_000
     lock = yamlio.plain(yamlio.load_file(repo_copy / "modelcars" / "minilm.lock.yaml"))
-    assert lock["images"]["dev"] == published["uri"]
+    assert lock["manifest"]["digest"] == digest and "images" not in lock
+    release = yamlio.plain(yamlio.load_file(repo_copy / "clusters" / "dev" / "release.yaml"))
+    assert release["artifacts"]["minilm"]["ref"] == published["uri"].removeprefix("oci://")
+    assert release["artifacts"]["minilm"]["source"]["repo"] == "sentence-transformers/all-MiniLM-L6-v2"
+    ledger = [json.loads(line) for line in (repo_copy / "clusters/dev/ledger.jsonl").read_text().splitlines()]
+    assert [(e["kind"], e["id"]) for e in ledger] == [("publish", published["ledgerId"])]
+    assert ledger[0]["artifacts"]["minilm"] == {"old": None, "new": release["artifacts"]["minilm"]["ref"]}
 
     # A second publish is a no-op: every blob is already there, nothing is uploaded.
     again = deliver(
@@ -78,6 +84,8 @@ def test_published_modelcar_runs_like_kserve_runs_it(
     )  # fmt: skip
     assert again.code == 0, again.err
     assert json.loads(again.out)["bytesSent"] == 0
+    assert json.loads(again.out)["ledgerId"] is None  # the release already says so: no new entry
+    assert len((repo_copy / "clusters/dev/ledger.jsonl").read_text().splitlines()) == 1
     assert {b["outcome"] for b in json.loads(again.out)["blobs"]} == {"exists"}
 
     # Pull it back with skopeo (another client) and check the digest is the one we computed.

@@ -30,6 +30,12 @@ COMMANDS = {
     "plan": "delivery.substrate.cli:plan_cmd",
     "apply": "delivery.substrate.cli:apply_cmd",
     "substrate-check": "delivery.substrate.cli:substrate_check_cmd",
+    "promote": "delivery.promotion.cli:promote_cmd",
+    "rollback": "delivery.promotion.cli:rollback_cmd",
+    "hold": "delivery.promotion.cli:hold_group",
+    "verify-release": "delivery.promotion.cli:verify_release_cmd",
+    "status": "delivery.promotion.cli:status_cmd",
+    "history": "delivery.promotion.cli:history_cmd",
     "demo": "delivery.demo.cli:demo_cmd",
 }
 

@@ -93,6 +93,7 @@ class Promotion(Strict):
     soak: Annotated[str, Field(pattern=DURATION.pattern)] = "0s"
     approval_required: Annotated[bool, Field(alias="approvalRequired")] = False
     freeze_windows: Annotated[tuple[FreezeWindow, ...], Field(alias="freezeWindows", strict=False)] = ()
+    require_verified: Annotated[bool, Field(alias="requireVerified")] = False
 
     @property
     def soak_time(self) -> timedelta:

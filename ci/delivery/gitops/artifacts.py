@@ -1,4 +1,12 @@
-"""The artifacts an environment deploys by digest (today: its modelcar)."""
+"""The artifacts an environment deploys by digest: its modelcar and the container images of the layers.
+
+A promoted environment (one with ``promotion.from``) deploys exactly its release
+(clusters/<env>/release.yaml): nothing reaches it but through ``deliver promote``. An entry
+environment deploys the images pinned in clusters/pins.yaml and the modelcars its release was
+published. An artifact an environment has not received yet renders with the all-zero placeholder
+digest under the environment's own registry, and every reference to it is a warning
+(``unpublished``) that names the command bringing it there.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +15,11 @@ from pathlib import Path
 
 from delivery.config import EnvConfig
 from delivery.core.errors import ConfigError
-from delivery.core.patterns import DIGEST, OCI_DIGEST_REF
 from delivery.gitops.conventions import UNPUBLISHED
 from delivery.gitops.pins import PINS_FILE, Pins
-from delivery.modelcar.lock import env_repository, lock_path, read_lock
+from delivery.modelcar.lock import env_repository
 from delivery.modelcar.spec import load_spec
+from delivery.release import Release, read_release, release_path
 
 
 @dataclass(frozen=True)
@@ -26,47 +34,62 @@ class Modelcar:
         return f"oci://{self.image}"
 
 
-def modelcar_for(repo: Path, cfg: EnvConfig, pins: Pins) -> Modelcar:
-    """The env's modelcar by digest: from the model lock if present, else ``modelcars`` in pins.yaml.
+def promoted_repository(registry: str, upstream_ref: str) -> str:
+    """Where an artifact lives in an environment's registry: ``<registry>/<last path part of its repo>``."""
+    name = upstream_ref.rpartition("@")[0].rsplit("/", 1)[-1].partition(":")[0]
+    return f"{registry}/{name}"
 
-    The lock (``deliver modelcar build|publish``) names each env's ``oci://<registry>/<repo>@sha256:…``;
-    this env's entry is used while it is under the env's current ``registry``, else the lock's manifest
-    digest under that registry (the digest is the same everywhere). Without a lock, the digest typed
-    once in clusters/pins.yaml is used (the all-zero digest: never published, see modelcar_warnings).
-    """
+
+def _release(repo: Path, cfg: EnvConfig) -> tuple[Release | None, str]:
+    return read_release(repo, cfg.name), str(release_path(repo, cfg.name).relative_to(repo))
+
+
+def _how_to_get(cfg: EnvConfig, name: str) -> str:
+    if cfg.promotion.source is None:
+        return f"deliver modelcar publish {name} --env {cfg.name}"
+    return f"deliver promote --to {cfg.name}"
+
+
+def modelcar_for(repo: Path, cfg: EnvConfig, pins: Pins) -> Modelcar:
+    """The env's modelcar by digest, from its release; the placeholder when it has none yet."""
     model = cfg.serving.model
+    release, shown = _release(repo, cfg)
+    artifact = release.artifacts.get(model) if release else None
+    if artifact is not None:
+        if artifact.kind != "modelcar":
+            raise ConfigError(
+                f"artifact {model!r} is a {artifact.kind}, not a modelcar",
+                where=shown,
+                fix="the release is machine-written: restore it from git",
+            )
+        return Modelcar(artifact.ref, shown)
     spec = load_spec(repo, model)
-    image_repo = env_repository(cfg.registry, spec.repository)
-    prefix = f"{image_repo}@"
-    lock = read_lock(repo, model)
-    if lock is not None:
-        shown = str(lock_path(repo, model).relative_to(repo))
-        mine = OCI_DIGEST_REF.match(lock.images.get(cfg.name, ""))
-        if mine and mine.group("ref").startswith(prefix):
-            return Modelcar(mine.group("ref"), shown)
-        if DIGEST.match(lock.digest):
-            return Modelcar(prefix + lock.digest, shown)
-        raise ConfigError(
-            f"lock of modelcar {model!r} has no sha256 manifest digest (got {lock.digest!r})",
-            where=shown,
-            fix=f"run: deliver modelcar build {model}",
-        )
-    digest = pins.modelcars.get(model)
-    if digest is None:
-        raise ConfigError(
-            f"no digest for modelcar {model!r}: no lock at modelcars/{model}.lock.yaml and no "
-            f"modelcars.{model} in {PINS_FILE}",
-            where=str(cfg.path),
-            fix=f"publish the modelcar (writes the lock), or add modelcars.{model}: sha256:… to {PINS_FILE}",
-        )
-    return Modelcar(prefix + digest, f"{PINS_FILE} (modelcars.{model})")
+    placeholder = env_repository(cfg.registry, spec.repository).with_digest(UNPUBLISHED)
+    return Modelcar(str(placeholder), f"no entry in {shown}: run `{_how_to_get(cfg, model)}`")
+
+
+def image_for(repo: Path, cfg: EnvConfig, pins: Pins, name: str) -> str:
+    """The env's reference for the image pinned as ``images.<name>`` in clusters/pins.yaml."""
+    pinned = pins.image(name)
+    if cfg.promotion.source is None:
+        return pinned
+    release, _ = _release(repo, cfg)
+    artifact = release.artifacts.get(name) if release else None
+    if artifact is not None:
+        return artifact.ref
+    return f"{promoted_repository(cfg.registry, pinned)}@{UNPUBLISHED}"
+
+
+def deployed_images(repo: Path, cfg: EnvConfig, pins: Pins) -> dict[str, str]:
+    """Every image of clusters/pins.yaml as this env deploys it (name -> reference)."""
+    return {name: image_for(repo, cfg, pins, name) for name in sorted(pins.images)}
 
 
 def modelcar_warnings(car: Modelcar) -> list[str]:
     """Human warnings about the modelcar reference (e.g. not published yet)."""
     if car.image.endswith(UNPUBLISHED):
-        return [
-            f"modelcar {car.image} is not published yet (digest from {car.source}); "
-            "run `deliver modelcar publish` to write the lock, then re-render"
-        ]
+        return [f"modelcar {car.image} is not in this environment yet ({car.source}), then re-render"]
     return []
+
+
+__all__ = ["PINS_FILE", "Modelcar", "deployed_images", "image_for", "modelcar_for", "promoted_repository"]

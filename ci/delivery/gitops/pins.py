@@ -9,7 +9,7 @@ from pydantic import Field
 
 from delivery.core.documents import Strict, load_typed
 from delivery.core.errors import ConfigError
-from delivery.core.patterns import COMMIT_PATTERN, DIGEST_PATTERN, PINNED_IMAGE_PATTERN, SEMVER_PATTERN
+from delivery.core.patterns import COMMIT_PATTERN, PINNED_IMAGE_PATTERN, SEMVER_PATTERN
 
 _T = TypeVar("_T")
 
@@ -39,7 +39,6 @@ class Pins(Strict):
     charts: dict[str, ChartPin]
     crds: dict[str, CrdSource]
     images: dict[str, Annotated[str, Field(pattern=PINNED_IMAGE_PATTERN)]]
-    modelcars: dict[str, Annotated[str, Field(pattern=DIGEST_PATTERN)]] = Field(default_factory=dict)
 
     def chart(self, name: str) -> ChartPin:
         return _pick(self.charts, name, "charts")

@@ -9,7 +9,7 @@ from delivery.core import yamlio
 from delivery.core.errors import Problem
 from delivery.core.fsutil import atomic_directory
 from delivery.core.paths import layers_dir
-from delivery.gitops.artifacts import modelcar_for
+from delivery.gitops.artifacts import deployed_images, modelcar_for
 from delivery.gitops.conventions import COMPONENTS, layers_for
 from delivery.gitops.demos import demos_layer
 from delivery.gitops.llm_gateway import llm_gateway_layer
@@ -37,8 +37,10 @@ def _header(cfg: EnvConfig, what: str) -> str:
 
 def render_layers(repo: Path, cfg: EnvConfig) -> dict[str, str]:
     """Every file of clusters/<env>/layers/ (paths relative to it) -> its YAML text, for the env's profile."""
-    pins = load_pins(repo)
-    car = modelcar_for(repo, cfg, pins)
+    global_pins = load_pins(repo)
+    car = modelcar_for(repo, cfg, global_pins)
+    # the layers see the images as this env deploys them: its release (promoted envs) or the pins
+    pins = global_pins.model_copy(update={"images": deployed_images(repo, cfg, global_pins)})
     builders = {
         "platform": lambda: platform_layer(cfg, pins),
         "serving": lambda: serving_layer(cfg, pins, car),

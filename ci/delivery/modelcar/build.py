@@ -102,6 +102,6 @@ def build_layout(
             fix="free disk space (or raise the file size limit), or pass another --output",
         ) from None
     cache.save()
-    written = write_lock(repo, built.lock_data(repo))
+    written = write_lock(repo, built.lock_data())
     reporter.line(f"built {target} ({built.digest})")
     return BuildResult(built, target, written)

@@ -176,6 +176,7 @@ def publish_cmd(
                 "uri": result.uri,
                 "bytesSent": result.bytes_sent,
                 "blobs": result.blobs,
+                "ledgerId": result.ledger_id,
             }
         )
     else:

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from delivery.config import list_envs, load_env
 from delivery.core import yamlio
-from delivery.core.errors import ConfigError, DeliveryError, Problem
+from delivery.core.errors import ConfigError, DeliveryError
 from delivery.core.fsutil import atomic_write_text
 from delivery.core.paths import modelcars_dir
 from delivery.modelcar.spec import ModelcarSpec
@@ -38,33 +37,12 @@ def env_repository(registry: str, repository: str) -> ImageRef:
     return ImageRef(host, f"{prefix}/{repository}" if prefix else repository)
 
 
-def env_images(repo: Path, spec: ModelcarSpec, digest: str) -> dict[str, str]:
-    """Every environment's ``oci://`` URI for this image.
-
-    A lock must name every environment: a config that does not load is an error (all its problems),
-    never a silently missing entry.
-    """
-    images = {}
-    problems: list[Problem] = []
-    for env in list_envs(repo):
-        try:
-            cfg = load_env(repo, env)
-        except ConfigError as err:
-            problems.extend(err.problems)
-            continue
-        images[env] = env_repository(cfg.registry, spec.repository).with_digest(digest).oci_uri
-    if problems:
-        raise ConfigError.of(problems)
-    return images
-
-
 @dataclass(frozen=True)
 class LockFile:
     """What a lock says, as the other steps (serving, promotion) need it."""
 
     name: str
     digest: str
-    images: dict[str, str]
     data: dict[str, Any]
 
 
@@ -96,9 +74,7 @@ def read_lock(repo: Path, name: str) -> LockFile | None:
         return None
     data = yamlio.plain(yamlio.load_file(path, path.relative_to(repo)))
     try:
-        return LockFile(
-            str(data["name"]), str(data["manifest"]["digest"]), dict(data.get("images") or {}), data
-        )
+        return LockFile(str(data["name"]), str(data["manifest"]["digest"]), data)
     except (KeyError, TypeError):
         raise ConfigError(
             "lock file is malformed",
@@ -116,7 +92,6 @@ def lock_data(
     manifests: dict[str, str],
     digest: str,
     media_type: str,
-    images: dict[str, str],
 ) -> dict[str, Any]:
     return {
         "name": spec.name,
@@ -127,5 +102,4 @@ def lock_data(
         "files": files,
         "layers": layers,
         "manifest": {"digest": digest, "mediaType": media_type, "platforms": manifests},
-        "images": images,
     }

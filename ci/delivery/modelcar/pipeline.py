@@ -27,7 +27,7 @@ from delivery.modelcar.image import (
     image_manifest,
     plan_layers,
 )
-from delivery.modelcar.lock import env_images, lock_data
+from delivery.modelcar.lock import lock_data
 from delivery.modelcar.source import ModelSource, directory_source, huggingface_source, read_token
 from delivery.modelcar.spec import ModelcarSpec, load_spec
 from delivery.modelcar.tarlayer import Progress, TarLayer
@@ -82,7 +82,7 @@ class BuiltImage:
     def tag(self) -> str:
         return self.spec.source.revision[:12]
 
-    def lock_data(self, repo: Path) -> dict[str, Any]:
+    def lock_data(self) -> dict[str, Any]:
         sums = {n: s for layer in self.layers for n, s in layer.file_sha256.items()}
         files = [
             {"path": f.relpath, "size": f.size, "sha256": sums[f"models/{f.relpath}"]}
@@ -104,7 +104,6 @@ class BuiltImage:
             manifests={p: sha256_digest(m) for p, m in self.manifests.items()},
             digest=self.digest,
             media_type=self.media_type,
-            images=env_images(repo, self.spec, self.digest),
         )
 
 

@@ -1,4 +1,8 @@
-"""``deliver modelcar publish``: the image pushed to an environment's registry, then the lock.
+"""``deliver modelcar publish``: the image pushed to an entry environment's registry, then its release.
+
+Only an entry environment (no ``promotion.from``) takes a new modelcar; the others get it through
+``deliver promote``. After the push the lock is refreshed and the environment's release
+(clusters/<env>/release.yaml) names the image by digest, with a ``publish`` ledger entry.
 
 Layers are generated twice: a hash pass, then the upload pass, which starts for each layer as
 soon as it is hashed (blobs the registry has are skipped, blobs of the same image in another
@@ -21,6 +25,8 @@ from delivery.modelcar.pipeline import BuildOptions, BuiltImage, build_image
 from delivery.modelcar.spec import load_spec
 from delivery.oci.blobs import Blob, BytesBlob
 from delivery.oci.spec import OCI_CONFIG, OCI_INDEX, OCI_LAYER_TAR, OCI_MANIFEST
+from delivery.release import Artifact, Source
+from delivery.release.entry import record, require_entry
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,7 @@ class PublishResult:
     bytes_sent: int
     blobs: list[dict[str, Any]]
     lock_written: bool
+    ledger_id: str | None = None  # the ledger entry that recorded a new release, None when unchanged
 
 
 def _mount_sources(repo: Path, env: str, host: str, repository: str) -> list[str]:
@@ -97,6 +104,7 @@ def publish(
     from delivery.oci.registry import RegistryClient
 
     cfg = load_env(repo, env)
+    require_entry(repo, cfg, f"deliver modelcar publish {name}")
     spec = load_spec(repo, name)
     target = env_repository(cfg.registry, spec.repository)
     credentials = resolve_credentials(target.registry, username=username, password=password)
@@ -129,7 +137,16 @@ def publish(
         if built.index is not None:
             client.put_manifest(target.repository, built.digest, built.index, OCI_INDEX)
             client.put_manifest(target.repository, built.tag, built.index, OCI_INDEX)
-    written = write_lock(repo, built.lock_data(repo))
-    uri = target.with_digest(built.digest).oci_uri
-    reporter.line(f"published {uri}")
-    return PublishResult(built, uri, sent, blobs, written)
+    written = write_lock(repo, built.lock_data())
+    ref = target.with_digest(built.digest)
+    entry = record(
+        repo,
+        env,
+        name,
+        Artifact(
+            kind="modelcar", ref=str(ref), source=Source(repo=spec.source.repo, revision=spec.source.revision)
+        ),
+    )
+    uri = ref.oci_uri
+    reporter.line(f"published {uri}" + (f" (release of {env} updated, ledger {entry.id})" if entry else ""))
+    return PublishResult(built, uri, sent, blobs, written, entry.id if entry else None)

@@ -30,7 +30,7 @@ def verify(repo: Path, name: str, opts: BuildOptions, reporter: ProgressReporter
             fix=f"run: deliver modelcar build {name} (and commit the lock)",
         )
     fresh = build_image(repo, name, BuildOptions(**{**opts.__dict__, "use_digest_cache": False}), reporter)
-    differences = _differences(locked.data, fresh.lock_data(repo))
+    differences = _differences(locked.data, fresh.lock_data())
     ok = fresh.digest == locked.digest and not differences
     result = VerifyResult(fresh, locked.digest, ok, differences)
     if not ok:

@@ -9,6 +9,7 @@ Modules, each depending only on those above it (and core):
 - ``transport``: HTTP to one registry host: sending, retries with backoff, error mapping
 - ``auth``: credentials and the ``WWW-Authenticate`` handshake (Basic, Bearer tokens)
 - ``registry``: ``RegistryClient``, the blob and manifest API of one host
+- ``remote``: ``RemoteBlob``, a blob streamed from a registry (registry-to-registry copies)
 - ``push``: ``ImagePush`` / ``push_image``, whole images with manifests last
 - ``localregistry``: a throwaway registry on loopback (demo, tests)
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from delivery.oci.localregistry import LocalRegistry, local_registry
     from delivery.oci.push import ImagePush, PushReport, push_image
     from delivery.oci.registry import FetchedManifest, RegistryClient
+    from delivery.oci.remote import RemoteBlob
 
 _LAZY = {
     "Credentials": "auth",
@@ -42,6 +44,7 @@ _LAZY = {
     "push_image": "push",
     "FetchedManifest": "registry",
     "RegistryClient": "registry",
+    "RemoteBlob": "remote",
 }
 
 
@@ -70,6 +73,7 @@ __all__ = [
     "LocalRegistry",
     "PushReport",
     "RegistryClient",
+    "RemoteBlob",
     "local_registry",
     "push_image",
     "resolve_credentials",

@@ -140,6 +140,14 @@ class ImagePush:
         self._reported.update(unique)
         return PushReport(digest=digest, blobs=ordered, bytes_sent=sum(b.bytes_sent for b in ordered))
 
+    def wait(self) -> dict[str, BlobPush]:
+        """Wait for every blob added so far: digest -> what its push did (the first failure raised).
+
+        For callers that push their manifests themselves (a registry-to-registry copy keeps every
+        manifest's exact bytes): once this returns, every blob added is in the repository.
+        """
+        return self._wait_all()
+
     def _snapshot(self) -> dict[str, Future[BlobPush]]:
         with self._lock:
             return dict(self._futures)

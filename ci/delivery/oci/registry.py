@@ -39,6 +39,9 @@ from delivery.oci.transport import (
 
 log = logging.getLogger("delivery.oci")
 
+MAX_MANIFEST_BYTES = 4 << 20
+"""Largest manifest read or accepted (4 MiB: what distribution and the OCI spec allow)."""
+
 UploadMethod = Literal["put", "patch"]
 Outcome = Literal["exists", "mounted", "uploaded"]
 
@@ -292,14 +295,24 @@ class RegistryClient:
             return False
         raise self._transport.error(response, f"HEAD blob {digest} in {repository}")
 
-    def get_blob(self, repository: str, digest: str) -> AbstractContextManager[Iterator[bytes]]:
-        """Stream a blob; the digest (and size) are checked once the stream has been read to its end."""
+    def get_blob(
+        self, repository: str, digest: str, *, retryable: bool = False, verify: bool = True
+    ) -> AbstractContextManager[Iterator[bytes]]:
+        """Stream a blob; the digest (and size) are checked once the stream has been read to its end.
+
+        ``retryable``: a stream that breaks midway raises ``Transient`` (so an enclosing
+        ``retrying`` operation, e.g. the upload it feeds, starts over) instead of a RegistryError.
+        ``verify=False`` leaves the digest check to whoever consumes the bytes: only for a stream
+        fed straight into an upload, which the receiving registry checks against ``?digest=``.
+        """
         check_repository(repository)
         check_digest(digest)
-        return self._get_blob(repository, digest)
+        return self._get_blob(repository, digest, retryable, verify)
 
     @contextmanager
-    def _get_blob(self, repository: str, digest: str) -> Iterator[Iterator[bytes]]:
+    def _get_blob(
+        self, repository: str, digest: str, retryable: bool, verify: bool
+    ) -> Iterator[Iterator[bytes]]:
         scopes = (pull_scope(repository),)
         url = self._transport.url(f"/v2/{repository}/blobs/{digest}")
         what = f"download of blob {digest} from {repository}"
@@ -324,18 +337,21 @@ class RegistryClient:
             hasher = hashlib.sha256()
             size = 0
             try:
-                for chunk in response.iter_bytes(1 << 20):
-                    hasher.update(chunk)
+                for chunk in response.iter_bytes():  # as received (~64 KiB): re-chunking costs a copy
+                    if verify:
+                        hasher.update(chunk)
                     size += len(chunk)
                     yield chunk
             except httpx.TransportError as exc:
+                if retryable:
+                    raise Transient(f"{what} broke after {size} bytes: {type(exc).__name__}") from None
                 raise RegistryError(
                     f"{what} broke after {size} bytes: {type(exc).__name__}",
                     where=self.registry,
                     fix="retry; check the network and the registry",
                 ) from None
             got = "sha256:" + hasher.hexdigest()
-            if got != digest:
+            if verify and got != digest:
                 raise RegistryError(
                     f"digest mismatch: {what} returned {size} bytes with digest {got}",
                     where=f"{self.registry}/{repository}",
@@ -405,6 +421,26 @@ class RegistryClient:
                 fix="the registry rewrote the manifest; use a registry that stores manifests as sent",
             )
 
+    def manifest_exists(self, repository: str, digest: str) -> bool:
+        """True when ``repository`` holds the manifest ``digest`` (``HEAD``; 404 is False)."""
+        check_repository(repository)
+        check_digest(digest)
+        url = self._transport.url(f"/v2/{repository}/manifests/{digest}")
+        what = f"HEAD manifest {repository}@{digest}"
+
+        def once() -> bool:
+            response = self._transport.send(
+                "HEAD", url, (pull_scope(repository),), headers={"Accept": ", ".join(MANIFEST_MEDIA_TYPES)}
+            )
+            if response.status_code == 404:
+                return False
+            if response.status_code != 200:
+                raise self._transport.error(response, what)
+            self._transport.check_digest_header(response, digest, what)
+            return True
+
+        return self._transport.retrying(what, once)
+
     def get_manifest(
         self, repository: str, reference: str, accept: Sequence[str] = MANIFEST_MEDIA_TYPES
     ) -> FetchedManifest:
@@ -415,8 +451,9 @@ class RegistryClient:
 
         def once() -> FetchedManifest:
             response = self._transport.send(
-                "GET", url, (pull_scope(repository),), headers={"Accept": ", ".join(accept)}
+                "GET", url, (pull_scope(repository),), headers={"Accept": ", ".join(accept)}, stream=True
             )
+            response = self._read_capped(response, MAX_MANIFEST_BYTES, f"fetch of {what}")
             if response.status_code == 404:
                 raise self._transport.error(
                     response,
@@ -439,6 +476,34 @@ class RegistryClient:
 
         return self._transport.retrying(f"fetch of {what}", once)
 
+    def _read_capped(self, response: httpx.Response, limit: int, what: str) -> httpx.Response:
+        """A streamed response read whole, refused (never read further) once it passes ``limit``."""
+        try:
+            length = response.headers.get("Content-Length", "")
+            declared = int(length) if length.isdigit() else 0
+            parts, size = [], 0
+            if declared <= limit:
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    if size > limit:
+                        break
+                    parts.append(chunk)
+        except httpx.TransportError as exc:
+            raise Transient(f"{what}: {type(exc).__name__} reading the response") from None
+        finally:
+            response.close()
+        if declared > limit or size > limit:
+            raise RegistryError(
+                f"{what}: the answer is larger than {limit >> 20} MiB (HTTP {response.status_code})",
+                where=self.registry,
+                fix="a manifest is never that large: check the reference and what serves this registry",
+            )
+        dropped = {"content-encoding", "content-length"}  # the bytes below are decoded, whole
+        headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in dropped]
+        return httpx.Response(
+            response.status_code, headers=headers, content=b"".join(parts), request=response.request
+        )
+
     def list_tags(self, repository: str) -> list[str]:
         """Tags of ``repository`` (first page as the registry returns it)."""
         check_repository(repository)
@@ -456,8 +521,10 @@ class RegistryClient:
 
 
 def _blob_changed(blob: Blob, what: str) -> SourceError:
+    # a blob may name where its bytes come from (``origin``) and the fix when they are not its own
     return SourceError(
         f"blob {blob.digest} produced {what} while being uploaded",
-        where=getattr(blob, "label", None) or "blob source",
-        fix="the source changed after it was hashed: rebuild, then push again",
+        where=getattr(blob, "origin", None) or getattr(blob, "label", None) or "blob source",
+        fix=getattr(blob, "changed_fix", None)
+        or "the source changed after it was hashed: rebuild, then push again",
     )

@@ -1,0 +1,244 @@
+"""``deliver promote``, ``rollback``, ``hold release``, ``verify-release``, ``status`` and ``history``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from delivery.core import console
+from delivery.core.cliutil import env_option, fail_reported, json_option, resolved_repo
+from delivery.core.errors import UsageError
+from delivery.core.secrets import read_secret
+from delivery.oci.auth import Credentials
+from delivery.promotion import report
+from delivery.promotion.promote import Outcome, promote, record_only, rollback
+from delivery.promotion.steps import CredentialsFor
+
+NOW_ENV = "DELIVER_NOW"  # tests and replays fix the clock; never needed otherwise
+PASSWORD_ENV = "DELIVER_REGISTRY_PASSWORD"
+
+push_option = click.option(
+    "--push", "do_push", is_flag=True, help="Push the commit to the git remote (origin)."
+)
+break_glass_option = click.option(
+    "--break-glass",
+    default="",
+    metavar="REASON",
+    help="Promote inside a freeze window (recorded in the ledger).",
+)
+username_option = click.option("--username", default=None, help="Registry user (GAR: oauth2accesstoken).")
+password_file_option = click.option(
+    "--password-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=f"File holding the registry password or token (else ${PASSWORD_ENV}).",
+)
+
+
+def _now() -> datetime:
+    import os
+
+    fixed = os.environ.get(NOW_ENV)
+    if not fixed:
+        return datetime.now(UTC)
+    try:
+        value = datetime.fromisoformat(fixed.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"${NOW_ENV}={fixed!r} is not an ISO timestamp", fix=f"unset {NOW_ENV}") from None
+    if value.tzinfo is None:
+        raise UsageError(f"${NOW_ENV} needs a timezone", fix="e.g. 2026-12-02T10:00:00Z")
+    return value
+
+
+def _credentials(username: str | None, password_file: Path | None) -> CredentialsFor:
+    from delivery.oci.auth import resolve_credentials
+
+    password, _origin = read_secret("registry password", password_file, PASSWORD_ENV)
+    if bool(username) != bool(password):
+        raise UsageError(
+            "--username and a password (--password-file or $DELIVER_REGISTRY_PASSWORD) go together",
+            fix="pass both, or neither (docker config, Google ADC or anonymous)",
+        )
+
+    def credentials_for(host: str) -> Credentials:
+        return resolve_credentials(host, username=username, password=password)
+
+    return credentials_for
+
+
+def _print_outcome(outcome: Outcome, as_json: bool) -> None:
+    if as_json:
+        console.print_json(outcome.as_dict())
+        return
+    for d in outcome.decisions:
+        mark = "pass" if d.passed else ("review" if d.route else "REFUSED")
+        extra = f" (break-glass: {d.override})" if d.override else ""
+        click.echo(f"  {mark:8} {d.gate:9} {d.reason}{extra}")
+    for name, change in sorted(outcome.changes.items()):
+        click.echo(f"  {name}: {change.old or '(none)'} -> {change.new}")
+    for c in outcome.copies:
+        click.echo(
+            f"  copied {c.target}: {c.blobs_copied} blob(s) copied, {c.blobs_mounted} mounted, "
+            f"{c.blobs_skipped} already there, {c.bytes_sent} bytes sent"
+        )
+    if outcome.dry_run:
+        click.echo("dry run: nothing copied, written or committed")
+    elif outcome.commit is None:
+        click.echo(f"{outcome.env} already runs this release: nothing to do")
+    elif outcome.review_branch:
+        click.echo(
+            f"needs approval: committed on branch {outcome.review_branch} ({outcome.commit.commit[:12]})"
+            + (", pushed" if outcome.pushed else "; push it with --push")
+            + f"; land it with: deliver promote --to {outcome.env} --approved-by NAME"
+        )
+    else:
+        click.echo(
+            f"{outcome.kind} committed on {outcome.commit.branch}: {outcome.commit.commit[:12]} "
+            f"(ledger {outcome.ledger_id})" + (", pushed" if outcome.pushed else "")
+        )
+
+
+@click.command("promote")
+@click.option("--to", "to", required=True, metavar="ENV", help="The environment to promote into.")
+@click.option("--only", multiple=True, metavar="ARTIFACT", help="Promote only this artifact (repeatable).")
+@click.option(
+    "--approved-by", default="", metavar="NAME", help="The approver (needed where approvalRequired)."
+)
+@break_glass_option
+@click.option(
+    "--dry-run", is_flag=True, help="Print every gate's decision and what would move; change nothing."
+)
+@push_option
+@username_option
+@password_file_option
+@json_option
+@click.pass_context
+def promote_cmd(
+    ctx: click.Context,
+    to: str,
+    only: tuple[str, ...],
+    approved_by: str,
+    break_glass: str,
+    dry_run: bool,
+    do_push: bool,
+    username: str | None,
+    password_file: Path | None,
+    as_json: bool,
+) -> None:
+    """Promote the upstream environment's release into ENV: resolve, gate, copy, update, validate, commit."""
+    repo = resolved_repo(ctx)
+    credentials_for = _credentials(username, password_file)
+    with console.ProgressReporter(quiet=as_json) as reporter:
+        outcome = promote(
+            repo,
+            to,
+            now=_now(),
+            credentials_for=credentials_for,
+            only=only,
+            approved_by=approved_by,
+            break_glass=break_glass,
+            dry_run=dry_run,
+            do_push=do_push,
+            reporter=reporter,
+        )
+    _print_outcome(outcome, as_json)
+    if dry_run and not outcome.ok:
+        refused = [d.gate for d in outcome.decisions if not d.passed]
+        fail_reported(
+            f"promotion into {to} would not land now (gates: {', '.join(refused)})",
+            fix="see each gate's reason above; deliver status shows what blocks every environment",
+        )
+
+
+@click.command("rollback")
+@env_option()
+@click.option(
+    "--to", "to", default="", metavar="LEDGER_ID", help="Bring back the release right after this entry."
+)
+@break_glass_option
+@push_option
+@json_option
+@click.pass_context
+def rollback_cmd(
+    ctx: click.Context, env: str, to: str, break_glass: str, do_push: bool, as_json: bool
+) -> None:
+    """Bring back ENV's previous release (or a named one) and put ENV on hold."""
+    outcome = rollback(resolved_repo(ctx), env, now=_now(), to=to, break_glass=break_glass, do_push=do_push)
+    _print_outcome(outcome, as_json)
+    if not as_json:
+        click.echo(
+            f"{env} is on hold: deliver promote --to {env} refuses until: deliver hold release --env {env}"
+        )
+
+
+@click.group("hold")
+def hold_group() -> None:
+    """Holds on an environment (a rollback puts one; promotions into it are refused meanwhile)."""
+
+
+@hold_group.command("release")
+@env_option()
+@push_option
+@json_option
+@click.pass_context
+def hold_release_cmd(ctx: click.Context, env: str, do_push: bool, as_json: bool) -> None:
+    """Lift the hold on ENV (recorded in its ledger), so promotions into it run again."""
+    entry, done, pushed = record_only(
+        resolved_repo(ctx), env, "release-hold", now=_now(), note="hold released", do_push=do_push
+    )
+    if as_json:
+        console.print_json(
+            {"ok": True, "env": env, "ledgerId": entry.id, "commit": done.commit, "pushed": pushed}
+        )
+    else:
+        click.echo(f"hold on {env} released (ledger {entry.id})")
+
+
+@click.command("verify-release")
+@env_option()
+@click.option(
+    "--evidence", required=True, metavar="URL_OR_TEXT", help="What verified it (a CI run URL, a note)."
+)
+@push_option
+@json_option
+@click.pass_context
+def verify_release_cmd(ctx: click.Context, env: str, evidence: str, do_push: bool, as_json: bool) -> None:
+    """Record that ENV's current release was verified (what requireVerified downstream waits for)."""
+    if not evidence.strip():
+        raise UsageError("--evidence is empty", fix="pass a CI run URL or a short note")
+    entry, done, pushed = record_only(
+        resolved_repo(ctx), env, "verify", now=_now(), note=evidence.strip(), do_push=do_push
+    )
+    if as_json:
+        console.print_json(
+            {"ok": True, "env": env, "ledgerId": entry.id, "commit": done.commit, "pushed": pushed}
+        )
+    else:
+        click.echo(f"{env} verified (ledger {entry.id})")
+
+
+@click.command("status")
+@json_option
+@click.pass_context
+def status_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Environments × artifacts: what runs, since when, what upstream has, and what blocks a promotion."""
+    cells = report.status(resolved_repo(ctx), _now())
+    if as_json:
+        console.print_json({"ok": True, "cells": [c.as_dict() for c in cells]})
+    else:
+        click.echo(report.status_table(cells), nl=False)
+
+
+@click.command("history")
+@env_option()
+@json_option
+@click.pass_context
+def history_cmd(ctx: click.Context, env: str, as_json: bool) -> None:
+    """ENV's ledger, oldest first: every publish, promotion, rollback, verification and hold."""
+    entries = report.history(resolved_repo(ctx), env)
+    if as_json:
+        console.print_json({"ok": True, "env": env, "entries": [e.as_dict() for e in entries]})
+    else:
+        click.echo(report.history_table(entries), nl=False)

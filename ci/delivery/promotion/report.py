@@ -1,0 +1,126 @@
+"""``deliver status`` and ``deliver history``: the screens people live in, as data and as text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from delivery.config import EnvConfig, list_envs, load_env
+from delivery.core.errors import DeliveryError
+from delivery.promotion.gates import GateInput, evaluate, live_since
+from delivery.promotion.steps import upstream_artifacts
+from delivery.release import Entry, read_ledger
+from delivery.release.ledger import utc_text
+
+
+def ordered_envs(repo: Path) -> list[EnvConfig]:
+    """Environments in promotion order: each entry env, then what promotes from it, depth first."""
+    configs = {name: load_env(repo, name) for name in list_envs(repo)}
+    children: dict[str | None, list[str]] = {}
+    for name, cfg in configs.items():
+        children.setdefault(cfg.promotion.source, []).append(name)
+    out: list[EnvConfig] = []
+
+    def walk(parent: str | None) -> None:
+        for name in sorted(children.get(parent, [])):
+            if configs[name] not in out:
+                out.append(configs[name])
+                walk(name)
+
+    walk(None)
+    return out
+
+
+def _digest(ref: str | None) -> str:
+    return ref.rpartition("@sha256:")[2][:12] if ref else ""
+
+
+@dataclass(frozen=True)
+class Cell:
+    env: str
+    artifact: str
+    ref: str | None
+    since: datetime | None
+    upstream_ref: str | None
+    pending: str  # "" when in step with upstream; else the blocking gate, or "ready"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "env": self.env,
+            "artifact": self.artifact,
+            "ref": self.ref,
+            "since": utc_text(self.since) if self.since else None,
+            "upstream": self.upstream_ref,
+            "pending": self.pending or None,
+        }
+
+
+def _env_refs(repo: Path, cfg: EnvConfig) -> dict[str, str]:
+    try:
+        return {k: a.ref for k, a in upstream_artifacts(repo, cfg).items()}
+    except DeliveryError:
+        return {}  # a promoted env without a release runs nothing yet
+
+
+def status(repo: Path, now: datetime) -> list[Cell]:
+    """Every environment × artifact: what runs, since when, what upstream has, what blocks it."""
+    envs = ordered_envs(repo)
+    refs = {cfg.name: _env_refs(repo, cfg) for cfg in envs}
+    ledgers = {cfg.name: read_ledger(repo, cfg.name) for cfg in envs}
+    names = sorted({name for r in refs.values() for name in r})
+    cells: list[Cell] = []
+    for cfg in envs:
+        upstream = cfg.promotion.source
+        mine = refs[cfg.name]
+        theirs = refs.get(upstream, {}) if upstream else {}
+        moving = {n: theirs[n] for n in names if n in theirs and _digest(theirs[n]) != _digest(mine.get(n))}
+        blocking = ""
+        if upstream and moving:
+            decisions = evaluate(GateInput(cfg, upstream, moving, ledgers[upstream], ledgers[cfg.name], now))
+            refused = [d for d in decisions if not d.passed]
+            blocking = (
+                "; ".join(d.reason for d in refused) if refused else "ready: deliver promote --to " + cfg.name
+            )
+        for name in names:
+            ref = mine.get(name)
+            since = live_since(ledgers[cfg.name], name, ref) if ref else None
+            cells.append(
+                Cell(cfg.name, name, ref, since, theirs.get(name), blocking if name in moving else "")
+            )
+    return cells
+
+
+def status_table(cells: list[Cell]) -> str:
+    """One row per env × artifact; the pending column says what a promotion would do now."""
+    rows = [("ENV", "ARTIFACT", "DEPLOYED", "SINCE", "UPSTREAM", "PENDING")]
+    for c in cells:
+        since = utc_text(c.since) if c.since else "-"
+        upstream = _digest(c.upstream_ref) if c.upstream_ref else "-"
+        rows.append((c.env, c.artifact, _digest(c.ref) or "-", since, upstream, c.pending or "in step"))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    return "".join(
+        "  ".join(col.ljust(widths[i]) for i, col in enumerate(r[:5])) + "  " + r[5] + "\n" for r in rows
+    )
+
+
+def history(repo: Path, env: str) -> list[Entry]:
+    load_env(repo, env)  # an unknown env is bad input
+    return read_ledger(repo, env)
+
+
+def history_table(entries: list[Entry]) -> str:
+    rows = [("TIME", "KIND", "ARTIFACTS", "FROM", "ACTOR", "ID")]
+    for e in entries:
+        arts = ", ".join(
+            f"{k} {_digest(c.old) or '-'} -> {_digest(c.new)}" for k, c in sorted(e.artifacts.items())
+        )
+        if e.kind in ("verify", "release-hold", "hold"):
+            arts = e.note or e.kind
+        rows.append((utc_text(e.time), e.kind, arts or "-", e.source or "-", e.actor, e.id))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "".join("  ".join(col.ljust(widths[i]) for i, col in enumerate(r)).rstrip() + "\n" for r in rows)
+
+
+__all__ = ["Cell", "history", "history_table", "ordered_envs", "status", "status_table"]

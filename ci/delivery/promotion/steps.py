@@ -1,0 +1,419 @@
+"""The steps of a promotion, each one verb with typed inputs and a typed result (Kargo's step model).
+
+resolve -> gate -> copy -> update -> validate -> commit -> push. Nothing before ``commit`` writes to
+the working tree: ``update`` and ``validate`` run in a scratch copy of the repo's data, so a refusal
+or a failed validation leaves git and the tree as they were. Registries only ever gain blobs and
+then manifests whose blobs are all there (``copy``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from delivery.config import EnvConfig, load_env
+from delivery.core import git
+from delivery.core.console import ProgressReporter
+from delivery.core.errors import DeliveryError, Problem, UsageError, ValidationFailed
+from delivery.core.fsutil import atomic_directory
+from delivery.gitops import load_pins
+from delivery.gitops.artifacts import deployed_images, promoted_repository
+from delivery.gitops.render import render_layers
+from delivery.oci.auth import Credentials
+from delivery.oci.reference import ImageRef
+from delivery.promotion.copy import CopyReport, copy_image
+from delivery.promotion.gates import Decision, GateInput, evaluate
+from delivery.release import Artifact, Change, Entry, Release, append, new_id, read_ledger, read_release
+from delivery.release.ledger import ledger_path
+from delivery.release.model import release_path, render
+from delivery.schemas.bundle import ensure_bundle
+from delivery.schemas.sources import default_source_dir
+from delivery.validation.validate import validate_envs
+
+CredentialsFor = Callable[[str], Credentials]  # registry host -> credentials
+SCRATCH_DIRS = ("environments", "modelcars", "clusters", "tofu")
+
+
+class PromotionRefused(DeliveryError):
+    """A gate refused the promotion (exit 1): nothing was copied, written or committed."""
+
+
+# --------------------------------------------------------------------------- resolve
+
+
+@dataclass(frozen=True)
+class Resolved:
+    target: EnvConfig
+    upstream: EnvConfig
+    artifacts: dict[str, Artifact]  # what moves, as upstream has it
+    current: Release  # the target's release now (empty when it has none)
+
+
+def upstream_artifacts(repo: Path, upstream: EnvConfig) -> dict[str, Artifact]:
+    """What the upstream env runs that moves by promotion: its release (+ the pins, for an entry env)."""
+    release = read_release(repo, upstream.name)
+    artifacts = dict(release.artifacts) if release else {}
+    if upstream.promotion.source is None:
+        for name, ref in deployed_images(repo, upstream, load_pins(repo)).items():
+            artifacts.setdefault(name, Artifact(kind="image", ref=ref))
+    elif release is None:
+        raise UsageError(
+            f"upstream environment {upstream.name!r} has no release yet",
+            where=str(release_path(repo, upstream.name).relative_to(repo)),
+            fix=f"promote into it first: deliver promote --to {upstream.name}",
+        )
+    return artifacts
+
+
+def resolve(repo: Path, to: str, only: Sequence[str] = ()) -> Resolved:
+    """Read the upstream release; every reference is by digest (the release model enforces it)."""
+    target = load_env(repo, to)
+    if target.promotion.source is None:
+        raise UsageError(
+            f"{to!r} is an entry environment (no promotion.from): it takes new artifacts, not promotions",
+            where=str(target.path),
+            fix=f"publish into it (deliver modelcar publish NAME --env {to}), or promote an env below it",
+        )
+    upstream = load_env(repo, target.promotion.source)
+    artifacts = upstream_artifacts(repo, upstream)
+    if only:
+        unknown = sorted(set(only) - set(artifacts))
+        if unknown:
+            raise UsageError(
+                f"--only names {', '.join(unknown)}, which {upstream.name} does not run "
+                f"(it runs: {', '.join(sorted(artifacts)) or 'nothing'})",
+                fix="name artifacts of the upstream release (deliver status shows them)",
+            )
+        artifacts = {k: v for k, v in artifacts.items() if k in only}
+    if not artifacts:
+        raise UsageError(
+            f"upstream environment {upstream.name!r} runs nothing to promote",
+            where=str(release_path(repo, upstream.name).relative_to(repo)),
+            fix=f"publish into the entry env first: deliver modelcar publish NAME --env {upstream.name}",
+        )
+    return Resolved(target, upstream, artifacts, read_release(repo, to) or Release(env=to))
+
+
+def target_artifact(target: EnvConfig, artifact: Artifact) -> Artifact:
+    """The same artifact, by the same digest, in the target env's own registry."""
+    ref = f"{promoted_repository(target.registry, artifact.ref)}@{artifact.digest}"
+    return Artifact(kind=artifact.kind, ref=ref, source=artifact.source)
+
+
+# --------------------------------------------------------------------------- gate
+
+
+def gate(
+    repo: Path,
+    resolved: Resolved,
+    now: datetime,
+    *,
+    approved_by: str = "",
+    break_glass: str = "",
+    rollback: bool = False,
+) -> list[Decision]:
+    """Every gate's decision for this promotion (pure: the ledgers and ``now`` are its inputs)."""
+    upstream_ledger = read_ledger(repo, resolved.upstream.name)
+    if resolved.upstream.promotion.source is None:
+        upstream_ledger = sorted(
+            [
+                *upstream_ledger,
+                *pinned_entries(repo, resolved.upstream.name, resolved.artifacts, upstream_ledger),
+            ],
+            key=lambda e: e.time,
+        )
+    inp = GateInput(
+        target=resolved.target,
+        upstream=resolved.upstream.name,
+        moving={k: a.ref for k, a in resolved.artifacts.items()},
+        upstream_ledger=upstream_ledger,
+        target_ledger=read_ledger(repo, resolved.target.name),
+        now=now,
+        approved_by=approved_by,
+        break_glass=break_glass,
+        rollback=rollback,
+    )
+    return evaluate(inp)
+
+
+def pinned_entries(
+    repo: Path, env: str, artifacts: Mapping[str, Artifact], ledger: Sequence[Entry]
+) -> list[Entry]:
+    """An entry env runs the images of clusters/pins.yaml from the commit that pinned them: that
+    commit's time is when they went live there (a ``publish``-like entry for the soak gate)."""
+    recorded = {(name, c.new) for e in ledger for name, c in e.artifacts.items()}
+    found = []
+    for name, artifact in sorted(artifacts.items()):
+        if artifact.kind != "image" or (name, artifact.ref) in recorded:
+            continue
+        proc = git.git(
+            repo,
+            "log",
+            "-1",
+            "--format=%H %ct",
+            "-S",
+            artifact.digest,
+            "--",
+            "clusters/pins.yaml",
+            check=False,
+        )
+        if proc.returncode != 0 or not proc.stdout.strip():
+            continue  # not committed: the soak gate refuses it, naming it
+        commit, _, seconds = proc.stdout.strip().partition(" ")
+        when = datetime.fromtimestamp(int(seconds), UTC)
+        found.append(
+            Entry(
+                id=f"pin-{commit[:12]}-{name}",
+                time=when,
+                actor="clusters/pins.yaml",
+                kind="publish",
+                env=env,
+                artifacts={name: Change(None, artifact.ref)},
+                upstream_commit=commit,
+                note="pinned in clusters/pins.yaml",
+            )
+        )
+    return found
+
+
+def refusals(decisions: Sequence[Decision]) -> list[Decision]:
+    return [d for d in decisions if not d.passed and d.route != "branch"]
+
+
+def raise_refused(env: str, decisions: Sequence[Decision]) -> None:
+    refused = refusals(decisions)
+    if refused:
+        raise PromotionRefused.of(
+            Problem(f"gate {d.gate}", f"promotion into {env} refused: {d.reason}", _gate_fix(d, env))
+            for d in refused
+        )
+
+
+def _gate_fix(decision: Decision, env: str) -> str:
+    if decision.gate == "freeze":
+        return "wait for the window to end, or pass --break-glass REASON (recorded in the ledger)"
+    if decision.gate == "soak":
+        return "wait for the soak time to pass (deliver status shows what remains)"
+    if decision.gate == "hold":
+        return f"after the cause of the rollback is fixed: deliver hold release --env {env}"
+    if decision.gate == "verified":
+        return "run the upstream smoke test and record it with deliver verify-release"
+    return "see the gate's reason"
+
+
+# --------------------------------------------------------------------------- copy
+
+
+def copy(
+    moves: Mapping[str, tuple[Artifact, Artifact]],
+    credentials_for: CredentialsFor,
+    reporter: ProgressReporter | None,
+) -> list[CopyReport]:
+    """Make each artifact exist in the target registry with the same digest (a no-op when it does)."""
+    reports = []
+    for _name, (source, dest) in sorted(moves.items()):
+        src = ImageRef.parse(source.ref)
+        dst = ImageRef.parse(dest.ref)
+        reports.append(
+            copy_image(
+                src,
+                dst,
+                source_credentials=credentials_for(src.registry),
+                target_credentials=credentials_for(dst.registry),
+                reporter=reporter,
+            )
+        )
+    return reports
+
+
+# --------------------------------------------------------------------------- update + validate
+
+
+@dataclass
+class Update:
+    """The target env's new files, rendered and validated in a scratch copy (not yet in the tree)."""
+
+    release: Release
+    release_text: str
+    layers: dict[str, str]
+    resources: int = 0
+
+
+@contextmanager
+def scratch_copy(repo: Path) -> Iterator[Path]:
+    """A throwaway copy of the repo's data directories (what rendering and validation read)."""
+    with tempfile.TemporaryDirectory(prefix="deliver-promote-") as tmp:
+        scratch = Path(tmp) / "repo"
+        scratch.mkdir()
+        shutil.copy2(repo / "pyproject.toml", scratch / "pyproject.toml")
+        for name in SCRATCH_DIRS:
+            if (repo / name).is_dir():
+                shutil.copytree(
+                    repo / name, scratch / name, symlinks=True, ignore=shutil.ignore_patterns(".terraform")
+                )
+        yield scratch
+
+
+def update_and_validate(repo: Path, target: EnvConfig, release: Release) -> Update:
+    """Render the target's layers from its new release and validate them, all in a scratch copy.
+
+    A finding raises ValidationFailed (exit 1) naming it; the real tree is untouched either way.
+    """
+    bundle = ensure_bundle(repo, [target.cluster.kubernetes_version], source_dir=default_source_dir(repo))
+    with scratch_copy(repo) as scratch:
+        path = release_path(scratch, target.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render(release), encoding="utf-8")
+        cfg = load_env(scratch, target.name)
+        files = render_layers(scratch, cfg)
+        base = scratch / "clusters" / target.name / "layers"
+        shutil.rmtree(base, ignore_errors=True)
+        for rel, text in files.items():
+            (base / rel).parent.mkdir(parents=True, exist_ok=True)
+            (base / rel).write_text(text, encoding="utf-8")
+        (report,) = validate_envs(scratch, [target.name], schemas=bundle.root)
+    if report.findings:
+        raise ValidationFailed.of(
+            Problem(
+                f.file, f"{f.resource}: [{f.check}] {f.message}", "the promoted release does not validate"
+            )
+            for f in report.findings
+        )
+    return Update(release, render(release), files, report.resources)
+
+
+# --------------------------------------------------------------------------- commit + push
+
+
+@dataclass(frozen=True)
+class Commit:
+    commit: str
+    branch: str
+    paths: tuple[str, ...] = field(default=())
+
+
+def write_update(repo: Path, env: str, update: Update) -> list[Path]:
+    """Put the validated release and layers into the tree (each atomically); returns what changed."""
+    release_file = release_path(repo, env)
+    release_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = release_file.with_name(f".{release_file.name}.tmp")
+    tmp.write_text(update.release_text, encoding="utf-8")
+    tmp.replace(release_file)
+    layers = repo / "clusters" / env / "layers"
+    with atomic_directory(layers) as staging:
+        for rel, text in update.layers.items():
+            (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+            (staging / rel).write_text(text, encoding="utf-8")
+    return [release_file, layers]
+
+
+def commit(
+    repo: Path,
+    *,
+    paths: Sequence[Path],
+    entry: Entry,
+    subject: str,
+    trailers: Sequence[tuple[str, str]],
+    branch: str = "",
+) -> Commit:
+    """One commit holding ``paths`` and the ledger entry, on the current branch or a new ``branch``."""
+    original = git.current_branch(repo)
+    append(repo, [entry])
+    rel = [str(p.relative_to(repo)) for p in [*paths, ledger_path(repo, entry.env)]]
+    message = subject + "\n\n" + "".join(f"{k}: {v}\n" for k, v in trailers)
+    try:
+        if branch:
+            git.git(repo, "checkout", "-q", "-b", branch)
+        git.git(repo, "add", "-A", "--", *rel)
+        git.git(repo, "commit", "-q", "-m", message)
+        sha = git.head(repo)
+    except DeliveryError:
+        _restore(repo, original, rel, branch)
+        raise
+    if branch:
+        git.git(repo, "checkout", "-q", original)
+    return Commit(sha, branch or original, tuple(rel))
+
+
+def _restore(repo: Path, original: str, paths: Sequence[str], branch: str) -> None:
+    """Put the tree back as it was at HEAD (the commit failed)."""
+    git.git(repo, "reset", "-q", "--", *paths, check=False)
+    git.git(repo, "checkout", "-q", "--", *paths, check=False)
+    git.git(repo, "clean", "-q", "-fd", "--", *paths, check=False)
+    if branch:
+        git.git(repo, "checkout", "-q", original, check=False)
+        git.git(repo, "branch", "-q", "-D", branch, check=False)
+
+
+PUSH_ATTEMPTS = 5
+
+
+def push(repo: Path, branch: str, remote: str = "origin") -> int:
+    """Push ``branch``; on a rejected (non-fast-forward) push fetch, rebase and retry, up to 5 times.
+
+    Returns the attempts it took. A rebase that conflicts is aborted and is one clear error: the
+    local commit stays, and the remote is as the other promotion left it.
+    """
+    for attempt in range(1, PUSH_ATTEMPTS + 1):
+        proc = git.git(repo, "push", "-q", remote, f"refs/heads/{branch}:refs/heads/{branch}", check=False)
+        if proc.returncode == 0:
+            return attempt
+        stderr = git.redact_url(proc.stderr)
+        last = stderr.strip().splitlines()[-1] if stderr.strip() else "no output"
+        if "rejected" not in stderr and "fetch first" not in stderr and "non-fast-forward" not in stderr:
+            raise DeliveryError(
+                f"git push to {remote} failed: {last}",
+                where=str(repo),
+                fix="check the remote and your credentials, then push the promotion commit: git push",
+            )
+        if branch != git.current_branch(repo):
+            raise DeliveryError(
+                f"branch {branch} already exists on {remote} with other commits",
+                where=str(repo),
+                fix=f"review and merge or delete the remote branch {branch}, then promote again",
+            )
+        git.git(repo, "fetch", "-q", remote, branch)
+        rebase = git.git(repo, "rebase", "-q", f"{remote}/{branch}", check=False)
+        if rebase.returncode != 0:
+            git.git(repo, "rebase", "--abort", check=False)
+            raise DeliveryError(
+                f"another change to {branch} conflicts with this promotion",
+                where=str(repo),
+                fix=f"reset to the remote (git reset --hard {remote}/{branch}) and promote again",
+            )
+    raise DeliveryError(
+        f"git push to {remote} was rejected {PUSH_ATTEMPTS} times (the branch keeps moving)",
+        where=str(repo),
+        fix="push again later: git push",
+    )
+
+
+def ledger_entry(
+    repo: Path,
+    *,
+    kind: str,
+    env: str,
+    now: datetime,
+    actor: str,
+    changes: Mapping[str, Change],
+    decisions: Sequence[Decision] = (),
+    source: str | None = None,
+    note: str = "",
+) -> Entry:
+    return Entry(
+        id=new_id(env, now),
+        time=now,
+        actor=actor,
+        kind=kind,
+        env=env,
+        source=source,
+        artifacts=dict(changes),
+        gates=tuple(d.as_dict() for d in decisions),
+        upstream_commit=git.head(repo),
+        note=note,
+    )

@@ -1,0 +1,101 @@
+"""clusters/<env>/release.yaml: what an environment runs that moves by promotion, by exact digest.
+
+Machine-written (``deliver modelcar publish`` into an entry env, ``deliver promote``, ``deliver
+rollback``), committed in git, read by ``deliver layers render``. Each artifact is an exact reference
+in that environment's own registry: a modelcar (with its Hugging Face source) or a container image
+pinned in clusters/pins.yaml. An entry environment (no ``promotion.from``) deploys the images of
+clusters/pins.yaml as pinned there; its release holds the modelcars it was published.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from delivery.core import yamlio
+from delivery.core.documents import Strict, load_typed
+from delivery.core.fsutil import atomic_write_text
+from delivery.core.patterns import PINNED_IMAGE_PATTERN
+
+RELEASE_NAME = "release.yaml"
+HEADER = (
+    "# The release of environment {env!r}: every artifact it deploys that moves by promotion, by digest.\n"
+    "# Written by `deliver modelcar publish`, `deliver promote` and `deliver rollback`; do not edit.\n"
+)
+DOCS = "README: Promotion (release files)"
+
+ArtifactKind = Literal["modelcar", "image"]
+
+
+class Source(Strict):
+    """Where a modelcar's weights come from: a Hugging Face repo at a full commit."""
+
+    repo: str
+    revision: Annotated[str, Field(pattern=r"^[0-9a-f]{40}$")]
+
+
+class Artifact(Strict):
+    kind: ArtifactKind
+    ref: Annotated[str, Field(pattern=PINNED_IMAGE_PATTERN)]
+    source: Source | None = None
+
+    @property
+    def digest(self) -> str:
+        return self.ref.rpartition("@")[2]
+
+    @property
+    def repository(self) -> str:
+        """``host/repo`` without the digest."""
+        return self.ref.rpartition("@")[0]
+
+
+class Release(Strict):
+    env: str
+    artifacts: dict[str, Artifact] = Field(default_factory=dict)
+
+    def refs(self) -> dict[str, str]:
+        return {name: a.ref for name, a in sorted(self.artifacts.items())}
+
+    def with_artifacts(self, changes: Mapping[str, Artifact]) -> Release:
+        return Release(env=self.env, artifacts={**self.artifacts, **changes})
+
+
+def release_path(repo: Path, env: str) -> Path:
+    return repo / "clusters" / env / RELEASE_NAME
+
+
+def read_release(repo: Path, env: str) -> Release | None:
+    """The env's committed release (None when it has none yet); a malformed file is a ConfigError."""
+    path = release_path(repo, env)
+    if not path.is_file() and not path.is_symlink():
+        return None
+    release, _ = load_typed(path, path.relative_to(repo), Release, docs=DOCS)
+    return release
+
+
+def render(release: Release) -> str:
+    data = {
+        "env": release.env,
+        "artifacts": {
+            name: {
+                "kind": a.kind,
+                "ref": a.ref,
+                **({"source": {"repo": a.source.repo, "revision": a.source.revision}} if a.source else {}),
+            }
+            for name, a in sorted(release.artifacts.items())
+        },
+    }
+    return HEADER.format(env=release.env) + yamlio.dump(data)
+
+
+def write_release(repo: Path, release: Release) -> bool:
+    """Write the release atomically; False when it was already exactly this (file untouched)."""
+    path = release_path(repo, release.env)
+    text = render(release)
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return False
+    atomic_write_text(path, text)
+    return True
