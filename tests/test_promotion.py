@@ -357,3 +357,136 @@ def test_push_rebases_over_a_concurrent_change(
     assert json.loads(res.out)["pushed"]
     log = git(platform.remote, "log", "--format=%s", "main")
     assert log.splitlines()[0].startswith("Promote dev -> staging") and "Verify dev" in log
+
+
+def _deliver_process(repo: Path, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PATH": f"{REPO / '.venv/bin'}:{os.environ['PATH']}"}
+    return subprocess.Popen(
+        ["deliver", "--repo", str(repo), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def test_two_promotions_at_once_against_one_remote_lose_no_ledger_entry(
+    platform: Platform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two clones promote into staging at the same moment (two processes, one bare remote): each either
+    lands (its push rebases over the other) or refuses cleanly, and every landed entry is on the remote."""
+    platform.publish_dev()
+    git(platform.repo, "push", "-q", "origin", "main")
+    clones = [platform.clone(tmp_path / name) for name in ("a", "b")]
+    monkeypatch.setenv("DELIVER_NOW", LATER)  # the processes inherit it
+    procs = [
+        _deliver_process(c, "promote", "--to", "staging", "--only", MODEL, "--push", "--json") for c in clones
+    ]
+    results = [
+        (p.wait(timeout=300), p.stdout.read() if p.stdout else "", p.stderr.read() if p.stderr else "")
+        for p in procs
+    ]
+    landed = [json.loads(out)["ledgerId"] for code, out, _ in results if code == 0]
+    for code, _, err in results:
+        assert code == 0 or ("conflicts with this promotion" in err and "fix:" in err), err
+    assert landed, results
+    fresh = platform.clone(tmp_path / "check")
+    ledger = [json.loads(line) for line in (fresh / "clusters/staging/ledger.jsonl").read_text().splitlines()]
+    assert sorted(e["id"] for e in ledger) == sorted(landed)  # no entry lost, none invented
+    assert all(e["kind"] == "promote" for e in ledger)
+    release = yamlio.plain(yamlio.load_file(fresh / "clusters/staging/release.yaml"))
+    assert release["artifacts"][MODEL]["ref"].startswith(platform.b.host)
+
+
+def test_concurrent_pushes_to_the_same_branch_both_land(platform: Platform, tmp_path: Path) -> None:
+    """Two clones record at once; the rejected push rebases and retries; git's union merge of the ledger
+    keeps both lines."""
+    platform.publish_dev()
+    git(platform.repo, "push", "-q", "origin", "main")
+    clones = [platform.clone(tmp_path / name) for name in ("a", "b")]
+    procs = [
+        _deliver_process(c, "verify-release", "--env", "dev", "--evidence", f"run {i}", "--push")
+        for i, c in enumerate(clones)
+    ]
+    outcomes = [(p.wait(timeout=120), p.stderr.read() if p.stderr else "") for p in procs]
+    assert [code for code, _ in outcomes] == [0, 0], outcomes
+    fresh = platform.clone(tmp_path / "check")
+    lines = (fresh / "clusters/dev/ledger.jsonl").read_text().splitlines()
+    notes = sorted(json.loads(line)["note"] for line in lines if json.loads(line)["kind"] == "verify")
+    assert notes == ["run 0", "run 1"]
+
+
+def test_401_on_the_target_registry_changes_nothing(
+    platform: Platform, auth_registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    platform.publish_dev()
+    point_env_at(platform.repo, "staging", auth_registry.host)
+    assert platform.deliver("layers", "render", "--env", "staging", "--write").code == 0
+    git(platform.repo, "commit", "-q", "-am", "staging on an authenticated registry")
+    head = git(platform.repo, "rev-parse", "HEAD").strip()
+    monkeypatch.setenv("DELIVER_NOW", LATER)
+    res = platform.deliver("promote", "--to", "staging", "--only", MODEL)
+    assert res.code == 1, res.err
+    assert "authentication failed" in res.err and "fix:" in res.err
+    assert git(platform.repo, "rev-parse", "HEAD").strip() == head
+    assert git(platform.repo, "status", "--porcelain") == ""
+
+
+def test_a_digest_missing_upstream_is_refused(platform: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
+    ref = f"{platform.a.host}/modelcars/{MODEL}@sha256:{'ab' * 32}"
+    (platform.repo / "clusters/dev/release.yaml").write_text(
+        f"env: dev\nartifacts:\n  {MODEL}:\n    kind: modelcar\n    ref: {ref}\n"
+    )
+    (platform.repo / "clusters/dev/ledger.jsonl").write_text(
+        json.dumps({"id": "x1", "time": "2026-01-01T00:00:00Z", "actor": "t", "kind": "publish", "env": "dev",
+                    "artifacts": {MODEL: {"old": None, "new": ref}}}) + "\n"
+    )  # fmt: skip
+    git(platform.repo, "add", "-A")
+    git(platform.repo, "commit", "-q", "-m", "a release naming a digest nobody pushed")
+    head = git(platform.repo, "rev-parse", "HEAD").strip()
+    monkeypatch.setenv("DELIVER_NOW", LATER)
+    res = platform.deliver("promote", "--to", "staging", "--only", MODEL)
+    assert res.code != 0 and "upstream" in res.err and "fix:" in res.err, res.err
+    assert git(platform.repo, "rev-parse", "HEAD").strip() == head
+    assert git(platform.repo, "status", "--porcelain") == ""
+
+
+@pytest.mark.parametrize(
+    ("edit", "phrase"),
+    [
+        (
+            lambda repo: (repo / "clusters/dev/release.yaml").write_text(
+                f"env: dev\nartifacts:\n  {MODEL}: {{kind: modelcar, ref: 'r.example/m:v1'}}\n"
+            ),
+            "artifacts.qwen2.5-0.5b-instruct.ref",
+        ),
+        (
+            lambda repo: (repo / "environments/dev/config.yaml").write_text(
+                (repo / "environments/dev/config.yaml")
+                .read_text()
+                .replace("promotion:\n", "promotion:\n  from: staging\n", 1)
+                if "promotion:\n" in (repo / "environments/dev/config.yaml").read_text()
+                else (repo / "environments/dev/config.yaml").read_text() + "promotion:\n  from: staging\n"
+            ),
+            "promotion.from forms a loop",
+        ),
+        (
+            lambda repo: (repo / "environments/staging/config.yaml").write_text(
+                (repo / "environments/staging/config.yaml").read_text().replace("from: dev", "from: staging")
+            ),
+            "promotion.from names this environment itself",
+        ),
+    ],
+    ids=["tag-in-release", "loop", "itself"],
+)
+def test_bad_releases_and_configs_are_refused(
+    platform: Platform, edit: Callable[[Path], object], phrase: str
+) -> None:
+    edit(platform.repo)
+    git(platform.repo, "add", "-A")
+    git(platform.repo, "commit", "-q", "-m", "broken")
+    head = git(platform.repo, "rev-parse", "HEAD").strip()
+    res = platform.deliver("promote", "--to", "staging")
+    assert res.code == 2, res.err
+    assert phrase in res.err and "fix:" in res.err
+    assert git(platform.repo, "rev-parse", "HEAD").strip() == head

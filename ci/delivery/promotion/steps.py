@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from delivery.config import EnvConfig, load_env
+from delivery.config import EnvConfig, check, load_env
 from delivery.core import git
 from delivery.core.console import ProgressReporter
-from delivery.core.errors import DeliveryError, Problem, UsageError, ValidationFailed
+from delivery.core.errors import ConfigError, DeliveryError, Problem, UsageError, ValidationFailed, raise_if
 from delivery.core.fsutil import atomic_directory
 from delivery.gitops import load_pins
 from delivery.gitops.artifacts import deployed_images, promoted_repository
@@ -71,7 +71,12 @@ def upstream_artifacts(repo: Path, upstream: EnvConfig) -> dict[str, Artifact]:
 
 
 def resolve(repo: Path, to: str, only: Sequence[str] = ()) -> Resolved:
-    """Read the upstream release; every reference is by digest (the release model enforces it)."""
+    """Read the upstream release; every reference is by digest (the release model enforces it).
+
+    The target's config is checked with the others first (a promotion loop, an unknown upstream).
+    """
+    _configs, problems = check(repo, [to])
+    raise_if(problems, ConfigError)
     target = load_env(repo, to)
     if target.promotion.source is None:
         raise UsageError(
