@@ -1,1 +1,6 @@
-"""``deliver demo``: the main job end to end on the embedded default model, with no cloud account."""
+"""``deliver demo``: the main job end to end on the embedded default model, with no cloud account.
+
+- ``run``: check configs and roots, validate the layers, build and publish the modelcar into dev;
+- ``promote``: promote it dev -> staging between two loopback registries, in a scratch git repo;
+- ``cli``: the command.
+"""

@@ -16,12 +16,16 @@ from delivery.core.cliutil import json_option, resolved_repo
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("out/demo"),
     show_default=True,
-    help="Where the demo writes (OCI layout, base, scratch repo, registry data).",
+    help="Where the demo writes (OCI layout, base, scratch git repo, its bare remote, registry data).",
 )
 @json_option
 @click.pass_context
 def demo_cmd(ctx: click.Context, output: Path, as_json: bool) -> None:
-    """Run the main job on the embedded default model, locally (no cloud account needed)."""
+    """Run the main job on the embedded default model, locally (no cloud account needed).
+
+    Builds and publishes it into dev (a local registry), promotes it to staging (a second one) in a
+    scratch git repo with a bare remote, and prints the status table.
+    """
     from delivery.demo.run import run_demo
 
     repo = resolved_repo(ctx)
@@ -32,3 +36,8 @@ def demo_cmd(ctx: click.Context, output: Path, as_json: bool) -> None:
         console.print_json(result.as_dict())
     else:
         click.echo(result.published)
+        click.echo(
+            f"promoted to staging: {result.promoted} (commit {result.commit[:12]}, pushed to {result.remote})"
+        )
+        click.echo("")
+        click.echo(result.table, nl=False)

