@@ -32,3 +32,29 @@ def read_secret(what: str, file: Path | None, env_var: str) -> tuple[str | None,
     if os.environ.get(env_var):
         return os.environ[env_var], f"${env_var}"
     return None, ""
+
+
+REGISTRY_PASSWORD_VAR = "DELIVER_REGISTRY_PASSWORD"
+
+
+def registry_password(username: str | None, password_file: Path | None, command: str) -> str | None:
+    """The registry password from ``--password-file`` or ``$DELIVER_REGISTRY_PASSWORD``.
+
+    A password and ``--username`` go together (one without the other is a UsageError); with
+    neither, None: the registry client then uses docker config, Google credentials or anonymous.
+    """
+    password, origin = read_secret("registry password", password_file, REGISTRY_PASSWORD_VAR)
+    if password and not username:
+        raise UsageError(
+            "a registry password was given without --username",
+            where=origin,
+            fix="add --username (Artifact Registry: oauth2accesstoken), or drop the password to use "
+            "docker config / Google credentials",
+        )
+    if username and not password:
+        raise UsageError(
+            f"--username {username} needs a password",
+            where=command,
+            fix=f"pass --password-file FILE or set ${REGISTRY_PASSWORD_VAR}",
+        )
+    return password

@@ -11,7 +11,7 @@ import click
 from delivery.core import console
 from delivery.core.cliutil import json_option, resolved_repo
 from delivery.core.errors import UsageError
-from delivery.core.secrets import read_secret
+from delivery.core.secrets import registry_password
 from delivery.modelcar.build import build_layout
 from delivery.modelcar.busybox import build_busybox_index
 from delivery.modelcar.pipeline import BuildOptions, BuiltImage
@@ -19,7 +19,6 @@ from delivery.modelcar.publish import publish
 from delivery.modelcar.verify import verify
 
 F = TypeVar("F", bound=Callable[..., Any])
-PASSWORD_VAR = "DELIVER_REGISTRY_PASSWORD"
 
 
 def source_options(fn: F) -> F:
@@ -111,25 +110,6 @@ def build_cmd(ctx: click.Context, /, name: str, output: Path | None, as_json: bo
         click.echo(f"lock {'written' if result.lock_written else 'unchanged'}: modelcars/{name}.lock.yaml")
 
 
-def _password(username: str | None, password_file: Path | None) -> str | None:
-    """The registry password from --password-file or $DELIVER_REGISTRY_PASSWORD; it needs --username."""
-    password, origin = read_secret("registry password", password_file, PASSWORD_VAR)
-    if password and not username:
-        raise UsageError(
-            "a registry password was given without --username",
-            where=origin,
-            fix="add --username (Artifact Registry: oauth2accesstoken), or drop the password to use "
-            "docker config / Google credentials",
-        )
-    if username and not password:
-        raise UsageError(
-            f"--username {username} needs a password",
-            where="modelcar publish",
-            fix=f"pass --password-file FILE or set ${PASSWORD_VAR}",
-        )
-    return password
-
-
 @modelcar_group.command("publish")
 @click.argument("name")
 @click.option("--env", "env", required=True, metavar="ENV", help="Push to this environment's registry.")
@@ -162,7 +142,7 @@ def publish_cmd(
 ) -> None:
     """Build modelcar NAME and push it to ENV's registry; prints the oci://...@sha256 reference."""
     repo = resolved_repo(ctx)
-    password = _password(username, password_file)
+    password = registry_password(username, password_file, "modelcar publish")
     with console.ProgressReporter(quiet=as_json) as reporter:
         result = publish(
             repo, name, env, _options(kw), reporter, username=username, password=password, parallel=parallel

@@ -10,14 +10,13 @@ import click
 from delivery.core import console
 from delivery.core.cliutil import env_option, fail_reported, json_option, resolved_repo
 from delivery.core.errors import UsageError
-from delivery.core.secrets import read_secret
+from delivery.core.secrets import REGISTRY_PASSWORD_VAR, registry_password
 from delivery.oci.auth import Credentials
 from delivery.promotion import report
 from delivery.promotion.promote import Outcome, promote, record_only, rollback
 from delivery.promotion.steps import CredentialsFor
 
 NOW_ENV = "DELIVER_NOW"  # tests and replays fix the clock; never needed otherwise
-PASSWORD_ENV = "DELIVER_REGISTRY_PASSWORD"
 
 push_option = click.option(
     "--push", "do_push", is_flag=True, help="Push the commit to the git remote (origin)."
@@ -33,7 +32,7 @@ password_file_option = click.option(
     "--password-file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help=f"File holding the registry password or token (else ${PASSWORD_ENV}).",
+    help=f"File holding the registry password or token (else ${REGISTRY_PASSWORD_VAR}).",
 )
 
 
@@ -55,12 +54,7 @@ def _now() -> datetime:
 def _credentials(username: str | None, password_file: Path | None) -> CredentialsFor:
     from delivery.oci.auth import resolve_credentials
 
-    password, _origin = read_secret("registry password", password_file, PASSWORD_ENV)
-    if bool(username) != bool(password):
-        raise UsageError(
-            "--username and a password (--password-file or $DELIVER_REGISTRY_PASSWORD) go together",
-            fix="pass both, or neither (docker config, Google ADC or anonymous)",
-        )
+    password = registry_password(username, password_file, "promote")
 
     def credentials_for(host: str) -> Credentials:
         return resolve_credentials(host, username=username, password=password)
