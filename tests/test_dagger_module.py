@@ -26,6 +26,7 @@ import functools
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -70,7 +71,7 @@ def _import_the_sdk_as_the_module_runtime_has_it() -> None:
 _import_the_sdk_as_the_module_runtime_has_it()
 dagger = pytest.importorskip("dagger")
 graphql = pytest.importorskip("graphql")
-from llm_platform import gitops, images, modelcar, substrate, toolbox  # noqa: E402
+from llm_platform import gitops, images, modelcar, promotion, substrate, toolbox  # noqa: E402
 from llm_platform.main import LlmPlatform  # noqa: E402
 
 DIGEST_REF = re.compile(r"^[a-z0-9.\-/:_]+@sha256:[0-9a-f]{64}$")
@@ -78,8 +79,20 @@ DIGEST_REF = re.compile(r"^[a-z0-9.\-/:_]+@sha256:[0-9a-f]{64}$")
 # The functions `dagger check` runs, and those `dagger generate` (or `dagger call`) applies.
 CHECKS = {"config_check", "layers_check", "substrate_check", "validate"}
 GENERATORS = {"layers_render", "modelcar_lock", "root_write"}
-# Functions with side effects outside the engine (registry pushes, cloud state): never cached.
-SIDE_EFFECTS = {"modelcar_publish", "tofu_apply", "tofu_plan"}
+# Functions with side effects outside the engine (registry pushes, cloud state, commits): never cached.
+SIDE_EFFECTS = {
+    "hold_release",
+    "modelcar_publish",
+    "promote",
+    "rollback",
+    "tofu_apply",
+    "tofu_plan",
+    "verify_release",
+}
+# Pure but reading the clock (soak, freeze windows): a cached answer would be stale, so never cached.
+CLOCK = {"status"}
+# The functions that commit a ledger entry: the repo with .git, a LedgerCommit back.
+LEDGER = {"hold_release", "promote", "rollback", "verify_release"}
 
 
 # --------------------------------------------------------------------------- the fake engine
@@ -402,7 +415,12 @@ class Fn:
     args: dict[str, Arg]
 
     def required(self) -> list[str]:
-        return [n for n, a in self.args.items() if a.default is NO_DEFAULT and not a.type.endswith("?")]
+        """Arguments a caller must give (a DefaultPath argument is loaded from the context instead)."""
+        return [
+            n
+            for n, a in self.args.items()
+            if a.default is NO_DEFAULT and not a.type.endswith("?") and a.default_path is None
+        ]
 
 
 NO_DEFAULT = object()
@@ -464,6 +482,7 @@ class Obj:
     constructor: Fn | None
     functions: dict[str, Fn]
     fields: dict[str, str]
+    field_docs: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def object_def(node: Node) -> Obj:
@@ -473,6 +492,7 @@ def object_def(node: Node) -> Obj:
             obj.name, obj.description = args["name"], args.get("description", "")
         elif field == "withField":
             obj.fields[args["name"]] = typedef(args["typeDef"])
+            obj.field_docs[args["name"]] = args.get("description") or ""
         elif field == "withFunction":
             fn = function_def(args["function"])
             obj.functions[fn.name] = fn
@@ -616,6 +636,12 @@ def test_module_exposes_a_function_per_delivery_step() -> None:
         "modelcar_build",
         "modelcar_lock",
         "modelcar_publish",
+        "promote",
+        "rollback",
+        "hold_release",
+        "verify_release",
+        "status",
+        "history",
     } <= set(functions())
 
 
@@ -631,6 +657,12 @@ def test_every_function_is_documented_and_fully_typed() -> None:
                 problems.append(f"{name}({arg_name}): no description")
             if arg.type.startswith("Void"):
                 problems.append(f"{name}({arg_name}): untyped")
+    for obj in registration().values():  # the objects' fields too (LlmPlatform.source, LedgerCommit)
+        if not obj.description.strip():
+            problems.append(f"{obj.name}: no description")
+        problems += [
+            f"{obj.name}.{field}: no description" for field, doc in obj.field_docs.items() if not doc
+        ]
     assert not problems, problems
 
 
@@ -652,11 +684,11 @@ def test_generate_functions_return_changesets() -> None:
 
 def test_side_effecting_functions_are_never_cached() -> None:
     for name, fn in functions().items():
-        if name in SIDE_EFFECTS:
+        if name in SIDE_EFFECTS | CLOCK:
             assert fn.cache == ("Never", None), name
         else:
             assert fn.cache is None, f"{name}: unexpected cache policy {fn.cache}"
-        if name.endswith(("publish", "apply", "plan", "promote")):
+        if name.endswith(("publish", "apply", "plan", "promote", "rollback", "release")):
             assert name in SIDE_EFFECTS, f"{name} looks side-effecting: add it to SIDE_EFFECTS"
 
 
@@ -716,6 +748,7 @@ def test_every_image_is_pinned_by_digest() -> None:
         validate.validate_toolbox(src, None),
         substrate.tofu_toolbox(src, None),
         modelcar.modelcar_toolbox(src, None),
+        promotion.git_toolbox(src, author_name="a", author_email="a@example.com"),
     ]
     pulled: set[str] = set()
     for pipeline in pipelines:
@@ -936,3 +969,378 @@ def query_async(coro: Coroutine[Any, Any, Any]) -> Node:
         return str(await result.id())
 
     return engine().nodes[run(both())]
+
+
+# --------------------------------------------------------------------------- promotion
+
+AUTHOR = {"author_name": "Release Bot", "author_email": "release-bot@example.com"}
+OUTCOME = '{"ok": true, "env": "prod"}'
+GIT_TOKEN = "git-token-plaintext"
+REGISTRY_PASSWORD = "registry-password-plaintext"
+
+
+def _secret(name: str, plaintext: str) -> Any:
+    return dagger.dag.set_secret(name, plaintext)
+
+
+def _ledger_commit(coro: Coroutine[Any, Any, Any]) -> tuple[str, Node, Node]:
+    """Run a ledger function: its outcome, the container whose stdout it read, its repo directory."""
+    seen: list[Node] = []
+
+    def leaf(node: Node, args: dict[str, Any]) -> str:
+        seen.append(node)
+        return OUTCOME
+
+    async def both() -> tuple[str, str]:
+        result = await coro
+        return result.outcome, str(await result.repo.id())
+
+    with engine().answering("Container", "stdout", leaf):
+        outcome, repo_id = run(both())
+    (ctr,) = seen
+    return outcome, ctr, engine().nodes[repo_id]
+
+
+def _env(node: Node) -> dict[str, str]:
+    return {a["name"]: a["value"] for n, a in node.steps() if n == "withEnvVariable"}
+
+
+def _secret_vars(node: Node) -> dict[str, str]:
+    """Secret variable -> the plaintext it was made from (dag.set_secret in these tests)."""
+    return {a["name"]: a["secret"].args["plaintext"] for n, a in node.steps() if n == "withSecretVariable"}
+
+
+def _strings(node: Node) -> Iterator[str]:
+    """Every string argument of every object a pipeline is made of, except the secrets' own values."""
+    for reachable in _all_nodes(node):
+        for field, args in reachable.steps():
+            if field == "setSecret":
+                continue
+            for value in args.values():
+                yield from (v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str))
+
+
+def test_ledger_functions_take_the_repo_with_git_and_return_a_ledger_commit() -> None:
+    commit = registration()["LedgerCommit"]
+    assert commit.fields == {"outcome": "String", "repo": "Directory"}
+    assert commit.description.strip() and all(doc.strip() for doc in commit.field_docs.values())
+    assert {name for name, fn in functions().items() if fn.returns == "LedgerCommit"} == LEDGER
+    required = {
+        "promote": ["to", "author_name", "author_email"],
+        "rollback": ["env", "author_name", "author_email"],
+        "hold_release": ["env", "author_name", "author_email"],
+        "verify_release": ["env", "evidence", "author_name", "author_email"],
+    }
+    for name in LEDGER:
+        fn = functions()[name]
+        assert fn.required() == required[name], name
+        repo = fn.args["repo"]
+        assert (repo.type, repo.default_path) == ("Directory", "/"), name
+        assert repo.ignore == promotion.GIT_SOURCE_IGNORE, name
+        assert (fn.args["push"].type, fn.args["push"].default) == ("Boolean", False), name
+        assert fn.args["git_token"].type == "Secret?", name
+        assert fn.args["git_username"].default == "x-access-token", name
+        assert fn.args["remote_url"].default == "", name
+    promote = functions()["promote"].args
+    assert promote["password"].type == "Secret?" and promote["username"].default == ""
+    assert promote["only"].type == "[String]?" and promote["dry_run"].default is False
+    for name in ("status", "history"):
+        assert functions()[name].args["json"].type == "Boolean", name
+        assert "repo" not in functions()[name].args  # files only: the constructor's source, no .git
+
+
+def test_the_repo_with_git_leaves_out_only_untracked_git_ignored_paths() -> None:
+    """The CLI refuses a dirty tree: leaving out a tracked or unignored path would make it look dirty."""
+    assert ".git" in toolbox.SOURCE_IGNORE
+    assert [p for p in toolbox.SOURCE_IGNORE if p != ".git"] == promotion.GIT_SOURCE_IGNORE
+    if not (REPO / ".git").is_dir():
+        pytest.skip("not a git checkout")
+    for pattern in promotion.GIT_SOURCE_IGNORE:
+        tracked = subprocess.run(
+            ["git", "-C", str(REPO), "ls-files", "--", f":(glob){pattern}", f":(glob){pattern}/**"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert tracked == "", f"{pattern} leaves out tracked files: {tracked.splitlines()[:3]}"
+        probe = pattern.removeprefix("**/") + "/probe"
+        ignored = subprocess.run(
+            ["git", "-C", str(REPO), "check-ignore", "-q", "--no-index", probe], check=False
+        )
+        assert ignored.returncode == 0, f"{pattern} is not git-ignored"
+
+
+def test_git_is_installed_only_for_the_ledger_functions_above_the_shared_layers() -> None:
+    plain = query(toolbox.toolbox(repo_source())).shape()
+    with_git = query(promotion.git_toolbox(repo_source(), **AUTHOR)).shape()
+    shared = plain.index(("withEnvVariable", {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}))
+    assert with_git[:shared] == plain[:shared]  # the same install layers (and their cache)
+    assert with_git[shared + 1] == ("withExec", {"args": list(promotion.GIT_INSTALL)})
+    assert (
+        "apt-get install" in promotion.GIT_INSTALL[-1]
+        and "--no-install-recommends git" in promotion.GIT_INSTALL[-1]
+    )
+    assert not [step for step in plain if "apt-get" in json.dumps(step)]
+    mount = [i for i, (name, _args) in enumerate(with_git) if name == "withMountedDirectory"]
+    assert len(mount) == 1 and mount[0] > shared + 1
+
+
+def test_the_git_config_names_the_author_and_turns_off_the_checkouts_hooks_and_helpers() -> None:
+    ctr = query(promotion.git_toolbox(repo_source(), git_token=_secret("git", GIT_TOKEN), **AUTHOR))
+    env = _env(ctr)
+    pairs = [
+        (env[f"GIT_CONFIG_KEY_{i}"], env[f"GIT_CONFIG_VALUE_{i}"])
+        for i in range(int(env["GIT_CONFIG_COUNT"]))
+    ]
+    assert pairs == promotion.git_config(AUTHOR["author_name"], AUTHOR["author_email"], True)
+    assert {("user.name", "Release Bot"), ("user.email", "release-bot@example.com")} <= set(pairs)
+    assert {("core.hooksPath", "/dev/null"), ("commit.gpgSign", "false"), ("safe.directory", "/repo")} <= set(
+        pairs
+    )
+    assert pairs[-2:] == [("credential.helper", ""), ("credential.helper", "deliver")]
+    assert _secret_vars(ctr) == {promotion.TOKEN_ENV: GIT_TOKEN}
+    files = [
+        a for n, a in ctr.steps() if n == "withNewFile" and a["path"] == promotion.CREDENTIAL_HELPER_PATH
+    ]
+    assert files == [
+        {
+            "path": promotion.CREDENTIAL_HELPER_PATH,
+            "contents": promotion.CREDENTIAL_HELPER,
+            "permissions": 0o755,
+        }
+    ]
+    assert GIT_TOKEN not in set(_strings(ctr))
+    # Without a token: no helper, no secret, the checkout's own helpers as they are.
+    bare = query(promotion.git_toolbox(repo_source(), **AUTHOR))
+    assert not [k for k in _env(bare).values() if k == "credential.helper"]
+    assert _secret_vars(bare) == {}
+    assert promotion.CREDENTIAL_HELPER_PATH not in json.dumps(bare.shape())
+
+
+def test_the_ledger_functions_refuse_no_author_and_credentials_in_the_remote_url() -> None:
+    with pytest.raises(ValueError, match="author"):
+        promotion.git_toolbox(repo_source(), author_name=" ", author_email="a@example.com")
+    for url in ("https://user:secret@git.example.com/p.git", "https://secret@git.example.com/p.git"):
+        with pytest.raises(ValueError, match="must not hold"):
+            promotion.git_toolbox(repo_source(), remote_url=url, **AUTHOR)
+    for url in ("git@github.com:org/p.git", "ssh://git@github.com/org/p.git", "http://git.example.com/p.git"):
+        with pytest.raises(ValueError, match="https URL"):
+            promotion.git_toolbox(repo_source(), remote_url=url, **AUTHOR)
+
+
+def test_promote_runs_deliver_promote_on_the_repo_with_git_and_returns_the_repo_after_it() -> None:
+    platform = LlmPlatform(source=dagger.dag.directory().with_new_file("not-the-repo", "x"))
+    outcome, ctr, repo = _ledger_commit(
+        platform.promote(
+            to="prod",
+            repo=repo_source(),
+            only=["vllm", "qwen"],
+            approved_by="alice",
+            break_glass="incident 42",
+            dry_run=True,
+            push=True,
+            username="oauth2accesstoken",
+            password=_secret("registry", REGISTRY_PASSWORD),
+            git_token=_secret("git", GIT_TOKEN),
+            remote_url="https://git.example.com/platform.git",
+            **AUTHOR,
+        )
+    )
+    assert outcome == OUTCOME
+    assert _exec_tails(ctr) == [
+        [
+            "promote", "--to", "prod", "--only", "vllm", "--only", "qwen", "--approved-by", "alice",
+            "--break-glass", "incident 42", "--dry-run", "--push", "--username", "oauth2accesstoken",
+            "--json",
+        ]
+    ]  # fmt: skip
+    assert ["git", "remote", "set-url", "origin", "https://git.example.com/platform.git"] in ctr.execs()
+    # The repo it returns is /repo of that very exec (read from it, not run again).
+    assert repo.steps()[-1] == ("directory", {"path": toolbox.WORKDIR})
+    assert repo.parent is not None and repo.parent.shape() == ctr.shape()
+    # Installed from and run on the repo with .git, not the constructor's source.
+    mounts = ctr.calls("withMountedDirectory")
+    assert len(mounts) == 1 and is_repo(mounts[0]["source"])
+    assert sorted(_repo_inputs(ctr.steps())) == ["README.md", "ci/delivery", "pyproject.toml", "uv.lock"]
+    assert "not-the-repo" not in json.dumps(ctr.shape())
+    # Secrets only as secret variables (the CLI's own for the registry), each run fresh.
+    assert _secret_vars(ctr) == {"DELIVER_REGISTRY_PASSWORD": REGISTRY_PASSWORD, "GIT_TOKEN": GIT_TOKEN}
+    assert not {GIT_TOKEN, REGISTRY_PASSWORD} & set(_strings(ctr))
+    assert _env(ctr)["DELIVER_RUN_ID"].isdigit()
+
+
+def test_each_ledger_function_runs_its_cli_command_and_the_cli_accepts_them() -> None:
+    from delivery import cli
+
+    platform = LlmPlatform(source=repo_source())
+    runs = {
+        "promote": platform.promote(to="staging", repo=repo_source(), **AUTHOR),
+        "rollback": platform.rollback(
+            env="prod", repo=repo_source(), to="prod-20261201T100000Z-1a2b", break_glass="sev1", **AUTHOR
+        ),
+        "hold_release": platform.hold_release(env="prod", repo=repo_source(), push=True, **AUTHOR),
+        "verify_release": platform.verify_release(
+            env="staging", evidence="https://ci.example.com/run/7", repo=repo_source(), **AUTHOR
+        ),
+    }
+    expected = {
+        "promote": ["promote", "--to", "staging", "--json"],
+        "rollback": [
+            "rollback", "--env", "prod", "--to", "prod-20261201T100000Z-1a2b", "--break-glass", "sev1",
+            "--json",
+        ],
+        "hold_release": ["hold", "release", "--env", "prod", "--push", "--json"],
+        "verify_release": [
+            "verify-release", "--env", "staging", "--evidence", "https://ci.example.com/run/7", "--json"
+        ],
+    }  # fmt: skip
+    for name, coro in runs.items():
+        outcome, ctr, repo = _ledger_commit(coro)
+        assert outcome == OUTCOME
+        assert _exec_tails(ctr) == [expected[name]], name
+        assert _parse(cli.main_group, expected[name]), name
+        assert any(argv == list(promotion.GIT_INSTALL) for argv in ctr.execs()), name
+        assert repo.parent is not None and repo.parent.shape() == ctr.shape(), name
+        assert _secret_vars(ctr) == {} and "DELIVER_RUN_ID" in _env(ctr), name
+        assert not [argv for argv in ctr.execs() if argv[:2] == ["git", "remote"]], name
+
+
+def test_status_and_history_read_the_files_only() -> None:
+    from delivery import cli
+
+    platform = LlmPlatform(source=repo_source())
+    status = _stdout_of(platform.status())
+    assert _exec_tails(status) == [["status"]]
+    assert _exec_tails(_stdout_of(platform.status(as_json=True))) == [["status", "--json"]]
+    history = _stdout_of(platform.history(env="prod", as_json=True))
+    assert _exec_tails(history) == [["history", "--env", "prod", "--json"]]
+    for ctr in (status, history):
+        assert all("apt-get" not in " ".join(argv) for argv in ctr.execs())  # the plain toolbox
+        (mount,) = ctr.calls("withMountedDirectory")
+        assert is_repo(mount["source"])  # the constructor's source: .git left out
+        assert _parse(cli.main_group, _exec_tails(ctr)[0])
+    assert "DELIVER_RUN_ID" in _env(status)  # the clock moves: every call runs
+    assert "DELIVER_RUN_ID" not in _env(history)  # the ledger is a file: cached like the checks
+
+
+# ----------------------------------------- the container's git settings with this machine's git
+
+
+def _as_in_the_container(ctr: Node, tmp_path: Path) -> dict[str, str]:
+    """The environment git gets in ``ctr``, here: its GIT_* variables and secrets, its helper on PATH,
+    no global or system config (the container has none)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for args in ctr.calls("withNewFile"):
+        if args["path"] == promotion.CREDENTIAL_HELPER_PATH:
+            helper = bin_dir / Path(args["path"]).name
+            helper.write_text(args["contents"])
+            helper.chmod(args["permissions"])
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    env = {k: v for k, v in _env(ctr).items() if k.startswith(("GIT_", "DELIVER_RUN_ID"))}
+    return {
+        "PATH": os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        "HOME": str(home),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_TERMINAL_PROMPT": "0",
+        "LC_ALL": "C",
+        **env,
+        **_secret_vars(ctr),
+    }
+
+
+def _git(repo: Path, *args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> str:
+    proc = subprocess.run(
+        ["git", "-C", str(repo), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_the_credential_helper_hands_git_the_token_and_shadows_the_checkouts_helpers(tmp_path: Path) -> None:
+    checkout = tmp_path / "checkout"
+    _git(tmp_path, "init", "-q", str(checkout))
+    # A helper of the checkout's own (a keychain on the host): without the reset it would answer first.
+    _git(
+        checkout,
+        "config",
+        "credential.helper",
+        "!f() { echo username=host; echo password=host-keychain; }; f",
+    )
+    ctr = query(
+        promotion.git_toolbox(
+            repo_source(), git_token=_secret("git", GIT_TOKEN), git_username="oauth2", **AUTHOR
+        )
+    )
+    request = "protocol=https\nhost=git.example.com\npath=platform.git\n\n"
+    answer = _git(checkout, "credential", "fill", env=_as_in_the_container(ctr, tmp_path), stdin=request)
+    assert "username=oauth2" in answer.splitlines() and f"password={GIT_TOKEN}" in answer.splitlines()
+    assert "host-keychain" not in answer
+
+
+def test_a_ledger_commit_lands_and_pushes_with_the_containers_git_settings(tmp_path: Path) -> None:
+    """The exact command verify_release runs, with the container's git settings, on a clean clone whose
+    own hook and signing settings would break in the engine: it commits as the author and pushes."""
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    for name in ("pyproject.toml", ".gitattributes"):
+        shutil.copy2(REPO / name, seed / name)
+    for name in ("environments", "modelcars", "clusters", "tofu"):
+        shutil.copytree(REPO / name, seed / name, ignore=shutil.ignore_patterns(".terraform", "*.tfplan"))
+    _git(seed, "init", "-q", "-b", "main")
+    _git(seed, "add", "-A")
+    _git(seed, "-c", "user.name=seed", "-c", "user.email=seed@example.com", "commit", "-q", "-m", "seed")
+    origin = tmp_path / "origin.git"
+    _git(tmp_path, "clone", "-q", "--bare", str(seed), str(origin))
+    work = tmp_path / "work"
+    _git(tmp_path, "clone", "-q", str(origin), str(work))
+    hook = work / ".git" / "hooks" / "pre-commit"
+    hook.write_text("#!/bin/sh\necho 'a host tool the engine does not have' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    _git(work, "config", "commit.gpgSign", "true")
+
+    platform = LlmPlatform(source=repo_source())
+    _, ctr, _ = _ledger_commit(
+        platform.verify_release(
+            env="dev",
+            evidence="https://ci.example.com/run/1",
+            repo=repo_source(),
+            push=True,
+            git_token=_secret("git", GIT_TOKEN),
+            **AUTHOR,
+        )
+    )
+    argv = ctr.execs()[-1]
+    assert argv[:3] == ["deliver", "--repo", toolbox.WORKDIR]
+    env = _as_in_the_container(ctr, tmp_path)
+    proc = subprocess.run(
+        [argv[0], argv[1], str(work), *argv[3:]],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    outcome = json.loads(proc.stdout)
+    assert outcome["ok"] is True and outcome["pushed"] is True
+    pushed = _git(origin, "log", "-1", "--format=%an <%ae>|%cn <%ce>|%G?", "main").strip()
+    assert pushed == "Release Bot <release-bot@example.com>|Release Bot <release-bot@example.com>|N"
+    assert _git(origin, "rev-parse", "main").strip() == outcome["commit"]
+    history = subprocess.run(
+        ["deliver", "--repo", str(work), "history", "--env", "dev", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    (entry,) = json.loads(history.stdout)["entries"]
+    assert entry["actor"] == "Release Bot <release-bot@example.com>"
+    assert entry["kind"] == "verify" and entry["note"] == "https://ci.example.com/run/1"

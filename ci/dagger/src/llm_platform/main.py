@@ -3,21 +3,23 @@
 Each function assembles a container from digest-pinned images and runs the same `deliver` CLI
 that the tests exercise (no logic lives only here). Checks (`dagger check`) take no required
 arguments; functions that write files return a Changeset (`dagger generate`, or `dagger call`);
-side-effecting functions are never cached.
+side-effecting functions are never cached. The promotion functions commit inside the engine and
+return a LedgerCommit: the CLI's JSON outcome and the repo (with .git) holding the commit.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: the SDK reads a field's Doc from the dataclass field's
+# type, which postponed annotations would turn into a plain string (the field would lose its description).
 import json
 from collections.abc import Callable
-from typing import Annotated, Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar, cast
 
 import dagger
-from dagger import DefaultPath, Doc, Ignore, check, field, function, generate, object_type
+from dagger import DefaultPath, Doc, Ignore, Name, check, field, function, generate, object_type
 
-from . import gitops, modelcar, substrate
+from . import gitops, modelcar, promotion, substrate
 from . import validate as validation
-from .toolbox import SOURCE_IGNORE, deliver, toolbox
+from .promotion import GIT_SOURCE_IGNORE
+from .toolbox import SOURCE_IGNORE, WORKDIR, deliver, toolbox
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -33,6 +35,49 @@ class _FunctionWithCache(Protocol):
 
 
 function_with = cast(_FunctionWithCache, function)
+
+# Arguments the ledger-writing functions (promote, rollback, hold_release, verify_release) share.
+GitRepo = Annotated[
+    dagger.Directory,
+    Doc("The repo with its .git, a clean clone (default: the checkout holding dagger.json)"),
+    DefaultPath("/"),
+    Ignore(GIT_SOURCE_IGNORE),
+]
+AuthorName = Annotated[str, Doc("git user.name of the commit (also the ledger entry's actor)")]
+AuthorEmail = Annotated[str, Doc("git user.email of the commit")]
+BreakGlass = Annotated[str, Doc("Reason to act inside a freeze window (recorded in the ledger)")]
+Push = Annotated[bool, Doc("Push the commit to origin (fetch, rebase and retry if it moved)")]
+GitToken = Annotated[
+    dagger.Secret | None, Doc("Token for an HTTPS origin, handed to git by a credential helper")
+]
+GitUsername = Annotated[str, Doc("User name that goes with git-token (GitLab: oauth2)")]
+RemoteUrl = Annotated[
+    str, Doc("HTTPS URL to use as origin in the engine, without credentials (default: the checkout's)")
+]
+AsJson = Annotated[bool, Doc("Print machine-readable JSON"), Name("json")]
+
+
+@object_type
+class LedgerCommit:
+    """What a ledger-writing command did: its JSON outcome, and the repo holding the commit it made."""
+
+    outcome: Annotated[
+        str, Doc("The command's JSON outcome (deliver ... --json: gates, changes, commit, branch, pushed)")
+    ] = field()
+    repo: Annotated[
+        dagger.Directory,
+        Doc("The repo after the command, .git included: export it and fetch the new commit from it"),
+    ] = field()
+
+    if TYPE_CHECKING:
+        # The dataclass __init__ the SDK generates. mypy cannot see it: it does not apply the
+        # dataclass_transform of `object_type`, an overloaded method of the SDK's module instance.
+        def __init__(self, *, outcome: str, repo: dagger.Directory) -> None: ...
+
+
+async def _landed(ctr: dagger.Container) -> LedgerCommit:
+    """The outcome on stdout and the repo of the same exec (read once, never rerun for the repo)."""
+    return LedgerCommit(outcome=await ctr.stdout(), repo=ctr.directory(WORKDIR))
 
 
 @object_type
@@ -224,3 +269,131 @@ class LlmPlatform:
         """Build a modelcar and push it to the env's registry; returns oci://REGISTRY/REPO@sha256:..."""
         out = await modelcar.publish(self.source, name, env, hf_token, username, password).stdout()
         return str(json.loads(out)["uri"])
+
+    @function_with(cache="never")
+    async def promote(
+        self,
+        to: Annotated[str, Doc("The environment to promote into (its upstream's release moves in)")],
+        author_name: AuthorName,
+        author_email: AuthorEmail,
+        repo: GitRepo,
+        only: Annotated[
+            list[str] | None, Doc("Promote only these artifacts (default: the whole release)")
+        ] = None,
+        approved_by: Annotated[
+            str, Doc("The approver where the env requires one (without: a review branch)")
+        ] = "",
+        break_glass: BreakGlass = "",
+        dry_run: Annotated[
+            bool, Doc("Print every gate's decision and what would move; change nothing")
+        ] = False,
+        push: Push = False,
+        username: Annotated[
+            str, Doc("Registry user for the digest-preserving copy (GAR: oauth2accesstoken)")
+        ] = "",
+        password: Annotated[
+            dagger.Secret | None, Doc("Registry password or access token (goes with username)")
+        ] = None,
+        git_token: GitToken = None,
+        git_username: GitUsername = "x-access-token",
+        remote_url: RemoteUrl = "",
+    ) -> LedgerCommit:
+        """Promote the upstream env's release into TO: gates, copy by digest, one commit (--push: pushed)."""
+        ctr = promotion.git_toolbox(
+            repo,
+            author_name=author_name,
+            author_email=author_email,
+            git_token=git_token,
+            git_username=git_username,
+            remote_url=remote_url,
+        )
+        args = promotion.promote_args(to, list(only or []), approved_by, break_glass, dry_run, push, username)
+        return await _landed(promotion.run(ctr, args, password))
+
+    @function_with(cache="never")
+    async def rollback(
+        self,
+        env: Annotated[str, Doc("Environment to roll back (it is put on hold)")],
+        author_name: AuthorName,
+        author_email: AuthorEmail,
+        repo: GitRepo,
+        to: Annotated[
+            str, Doc("Bring back the release right after this ledger entry (default: the previous one)")
+        ] = "",
+        break_glass: BreakGlass = "",
+        push: Push = False,
+        git_token: GitToken = None,
+        git_username: GitUsername = "x-access-token",
+        remote_url: RemoteUrl = "",
+    ) -> LedgerCommit:
+        """Bring back ENV's previous release (or a named one) and put ENV on hold: one commit."""
+        ctr = promotion.git_toolbox(
+            repo,
+            author_name=author_name,
+            author_email=author_email,
+            git_token=git_token,
+            git_username=git_username,
+            remote_url=remote_url,
+        )
+        return await _landed(promotion.run(ctr, promotion.rollback_args(env, to, break_glass, push)))
+
+    @function_with(cache="never")
+    async def hold_release(
+        self,
+        env: Annotated[str, Doc("Environment whose hold to lift")],
+        author_name: AuthorName,
+        author_email: AuthorEmail,
+        repo: GitRepo,
+        push: Push = False,
+        git_token: GitToken = None,
+        git_username: GitUsername = "x-access-token",
+        remote_url: RemoteUrl = "",
+    ) -> LedgerCommit:
+        """Lift the hold on ENV (a ledger entry, one commit), so promotions into it run again."""
+        ctr = promotion.git_toolbox(
+            repo,
+            author_name=author_name,
+            author_email=author_email,
+            git_token=git_token,
+            git_username=git_username,
+            remote_url=remote_url,
+        )
+        return await _landed(promotion.run(ctr, promotion.hold_release_args(env, push)))
+
+    @function_with(cache="never")
+    async def verify_release(
+        self,
+        env: Annotated[str, Doc("Environment whose current release was verified")],
+        evidence: Annotated[str, Doc("What verified it: a CI run URL or a short note")],
+        author_name: AuthorName,
+        author_email: AuthorEmail,
+        repo: GitRepo,
+        push: Push = False,
+        git_token: GitToken = None,
+        git_username: GitUsername = "x-access-token",
+        remote_url: RemoteUrl = "",
+    ) -> LedgerCommit:
+        """Record that ENV's release was verified (what requireVerified downstream waits for): one commit."""
+        ctr = promotion.git_toolbox(
+            repo,
+            author_name=author_name,
+            author_email=author_email,
+            git_token=git_token,
+            git_username=git_username,
+            remote_url=remote_url,
+        )
+        return await _landed(promotion.run(ctr, promotion.verify_release_args(env, evidence, push)))
+
+    @function_with(cache="never")
+    async def status(self, as_json: AsJson = False) -> str:
+        """Environments x artifacts: what runs, since when, what upstream has, what blocks a promotion."""
+        return await promotion.status(self.source, as_json).stdout()
+
+    @function
+    async def history(
+        self,
+        env: Annotated[str, Doc("Environment whose ledger to show")],
+        as_json: AsJson = False,
+    ) -> str:
+        """ENV's ledger, oldest first: every publish, promotion, rollback, verification and hold."""
+        return await promotion.history(self.source, env, as_json).stdout()

@@ -99,14 +99,18 @@ def installed(source: dagger.Directory) -> dagger.Container:
     )
 
 
-def toolbox(source: dagger.Directory) -> dagger.Container:
-    """The installed toolbox with the whole repo mounted at ``/repo`` (the workdir)."""
+def mounted(ctr: dagger.Container, source: dagger.Directory) -> dagger.Container:
+    """``ctr`` with the whole repo mounted at ``/repo`` (the workdir), to run commands against it."""
     return (
-        installed(source)
-        .with_env_variable("PYTHONDONTWRITEBYTECODE", "1")  # no __pycache__ in the repo's changesets
+        ctr.with_env_variable("PYTHONDONTWRITEBYTECODE", "1")  # no __pycache__ in the repo's changesets
         .with_mounted_directory(WORKDIR, source)
         .with_workdir(WORKDIR)
     )
+
+
+def toolbox(source: dagger.Directory) -> dagger.Container:
+    """The installed toolbox with the whole repo mounted at ``/repo`` (the workdir)."""
+    return mounted(installed(source), source)
 
 
 def deliver(ctr: dagger.Container, *args: str) -> dagger.Container:
