@@ -6,7 +6,8 @@ Push of one blob: ``HEAD`` (skip when present) -> cross-repo mount when sources 
 ``PUT ?digest=`` (monolithic; what Artifact Registry requires), or one streamed ``PATCH`` then an
 empty ``PUT``. Never several PATCH chunks. A transient failure restarts the whole blob upload (new
 POST; ``transport``). A manifest's digest is checked against the bytes sent or received and the
-registry's ``Docker-Content-Digest``. Auth is ``auth.RegistryAuth``; whole images are ``push``.
+registry's ``Docker-Content-Digest``; a manifest read is refused past ``MAX_MANIFEST_BYTES``
+(4 MiB) without reading further. Auth is ``auth.RegistryAuth``; whole images are ``push``.
 """
 
 from __future__ import annotations

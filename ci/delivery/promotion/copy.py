@@ -106,7 +106,8 @@ def copy_image(
             )
         target_had_root = downstream.manifest_exists(target.repository, digest)  # 401 here, early
         tree = _read_tree(upstream, source.repository, digest)
-        blobs = list({b.digest: b for m in tree for b in m.blobs}.values())
+        # largest first: the biggest layer bounds the copy, so it must not start last
+        blobs = sorted({b.digest: b for m in tree for b in m.blobs}.values(), key=lambda b: -b.size)
         if reporter is not None:
             how = "mounting" if same_host else "streaming"
             reporter.line(f"copying {source_name} to {target_name}: {len(tree)} manifest(s), "
