@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from delivery.config import load_env
 from delivery.core import console
 from delivery.core.cliutil import env_option, fail_reported, json_option, resolved_repo
 from delivery.core.errors import UsageError
@@ -32,7 +33,7 @@ password_file_option = click.option(
     "--password-file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help=f"File holding the registry password or token (else ${REGISTRY_PASSWORD_VAR}).",
+    help=f"File holding the target registry's password or token (else ${REGISTRY_PASSWORD_VAR}).",
 )
 
 
@@ -51,13 +52,20 @@ def _now() -> datetime:
     return value
 
 
-def _credentials(username: str | None, password_file: Path | None) -> CredentialsFor:
+def _credentials(username: str | None, password_file: Path | None, target_host: str) -> CredentialsFor:
+    """Registry credentials per host: ``--username``/password only for the target env's registry.
+
+    The upstream registry (and any other) gets what docker config, Google ADC or anonymous access
+    give it: a token for the target is never sent to another host.
+    """
     from delivery.oci.auth import resolve_credentials
 
     password = registry_password(username, password_file, "promote")
 
     def credentials_for(host: str) -> Credentials:
-        return resolve_credentials(host, username=username, password=password)
+        if host == target_host:
+            return resolve_credentials(host, username=username, password=password)
+        return resolve_credentials(host)
 
     return credentials_for
 
@@ -123,7 +131,8 @@ def promote_cmd(
 ) -> None:
     """Promote the upstream environment's release into ENV: resolve, gate, copy, update, validate, commit."""
     repo = resolved_repo(ctx)
-    credentials_for = _credentials(username, password_file)
+    target_host = load_env(repo, to).registry.partition("/")[0]
+    credentials_for = _credentials(username, password_file, target_host)
     with console.ProgressReporter(quiet=as_json) as reporter:
         outcome = promote(
             repo,

@@ -14,6 +14,7 @@ from typing import Any
 
 from delivery.config import EnvConfig
 from delivery.release.ledger import DEPLOYING, Entry, utc_text
+from delivery.release.model import short_digest
 
 
 @dataclass(frozen=True)
@@ -176,5 +177,5 @@ def evaluate(inp: GateInput) -> list[Decision]:
 
 
 def _short(ref: str) -> str:
-    head, _, digest = ref.rpartition("@sha256:")
-    return f"{head.rsplit('/', 1)[-1]}@{digest[:12]}" if digest else ref
+    """``<last part of the repository>@<12 hex>``: enough to tell artifacts apart in a reason."""
+    return f"{ref.rpartition('@')[0].rsplit('/', 1)[-1]}@{short_digest(ref)}" if short_digest(ref) else ref

@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from delivery.config import EnvConfig, list_envs, load_env
-from delivery.core.errors import DeliveryError
+from delivery.core.errors import ToolError
 from delivery.promotion.gates import GateInput, evaluate, live_since
 from delivery.promotion.steps import pinned_entries, upstream_artifacts
-from delivery.release import Entry, read_ledger
+from delivery.release import Entry, read_ledger, read_release
 from delivery.release.ledger import utc_text
+from delivery.release.model import short_digest
 
 
 def ordered_envs(repo: Path) -> list[EnvConfig]:
@@ -31,10 +32,6 @@ def ordered_envs(repo: Path) -> list[EnvConfig]:
 
     walk(None)
     return out
-
-
-def _digest(ref: str | None) -> str:
-    return ref.rpartition("@sha256:")[2][:12] if ref else ""
 
 
 @dataclass(frozen=True)
@@ -58,10 +55,9 @@ class Cell:
 
 
 def _env_refs(repo: Path, cfg: EnvConfig) -> dict[str, str]:
-    try:
-        return {k: a.ref for k, a in upstream_artifacts(repo, cfg).items()}
-    except DeliveryError:
-        return {}  # a promoted env without a release runs nothing yet
+    if cfg.promotion.source is not None and read_release(repo, cfg.name) is None:
+        return {}  # a promoted env without a release runs nothing yet (a broken one is an error)
+    return {k: a.ref for k, a in upstream_artifacts(repo, cfg).items()}
 
 
 def _ledger(repo: Path, cfg: EnvConfig) -> list[Entry]:
@@ -73,7 +69,7 @@ def _ledger(repo: Path, cfg: EnvConfig) -> list[Entry]:
             ledger = sorted(
                 [*ledger, *pinned_entries(repo, cfg.name, artifacts, ledger)], key=lambda e: e.time
             )
-        except DeliveryError:
+        except ToolError:
             pass  # outside git: the pinned images just show no "since"
     return ledger
 
@@ -98,7 +94,7 @@ def status(repo: Path, now: datetime) -> list[Cell]:
             since = live_since(ledgers[cfg.name], name, ref) if ref else None
             pending = ""
             if upstream and name in theirs:
-                if _digest(theirs[name]) == _digest(ref):
+                if short_digest(theirs[name]) == short_digest(ref):
                     pending = "in step"
                 else:
                     inp = GateInput(
@@ -121,8 +117,8 @@ def status_table(cells: list[Cell]) -> str:
     rows = [("ENV", "ARTIFACT", "DEPLOYED", "SINCE", "UPSTREAM", "PENDING")]
     for c in cells:
         since = utc_text(c.since) if c.since else "-"
-        upstream = _digest(c.upstream_ref) if c.upstream_ref else "-"
-        rows.append((c.env, c.artifact, _digest(c.ref) or "-", since, upstream, c.pending or "-"))
+        upstream = short_digest(c.upstream_ref) if c.upstream_ref else "-"
+        rows.append((c.env, c.artifact, short_digest(c.ref) or "-", since, upstream, c.pending or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     return "".join(
         "  ".join(col.ljust(widths[i]) for i, col in enumerate(r[:5])) + "  " + r[5] + "\n" for r in rows
@@ -138,7 +134,8 @@ def history_table(entries: list[Entry]) -> str:
     rows = [("TIME", "KIND", "ARTIFACTS", "FROM", "ACTOR", "ID")]
     for e in entries:
         arts = ", ".join(
-            f"{k} {_digest(c.old) or '-'} -> {_digest(c.new)}" for k, c in sorted(e.artifacts.items())
+            f"{k} {short_digest(c.old) or '-'} -> {short_digest(c.new)}"
+            for k, c in sorted(e.artifacts.items())
         )
         if e.kind in ("verify", "release-hold", "hold"):
             arts = e.note or e.kind

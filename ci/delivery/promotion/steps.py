@@ -29,8 +29,8 @@ from delivery.oci.reference import ImageRef
 from delivery.promotion.copy import CopyReport, copy_image
 from delivery.promotion.gates import Decision, GateInput, evaluate
 from delivery.release import Artifact, Change, Entry, Release, append, new_id, read_ledger, read_release
-from delivery.release.ledger import ledger_path
-from delivery.release.model import release_path, render
+from delivery.release.ledger import DEPLOYING, ledger_path
+from delivery.release.model import release_path, render, write_release
 from delivery.schemas.bundle import ensure_bundle
 from delivery.schemas.sources import default_source_dir
 from delivery.validation.validate import validate_envs
@@ -151,7 +151,7 @@ def pinned_entries(
 ) -> list[Entry]:
     """An entry env runs the images of clusters/pins.yaml from the commit that pinned them: that
     commit's time is when they went live there (a ``publish``-like entry for the soak gate)."""
-    recorded = {(name, c.new) for e in ledger for name, c in e.artifacts.items()}
+    recorded = {(name, c.new) for e in ledger if e.kind in DEPLOYING for name, c in e.artifacts.items()}
     found = []
     for name, artifact in sorted(artifacts.items()):
         if artifact.kind != "image" or (name, artifact.ref) in recorded:
@@ -304,41 +304,66 @@ class Commit:
 
 def write_update(repo: Path, env: str, update: Update) -> list[Path]:
     """Put the validated release and layers into the tree (each atomically); returns what changed."""
-    release_file = release_path(repo, env)
-    release_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = release_file.with_name(f".{release_file.name}.tmp")
-    tmp.write_text(update.release_text, encoding="utf-8")
-    tmp.replace(release_file)
+    write_release(repo, update.release)
     layers = repo / "clusters" / env / "layers"
     with atomic_directory(layers) as staging:
         for rel, text in update.layers.items():
             (staging / rel).parent.mkdir(parents=True, exist_ok=True)
             (staging / rel).write_text(text, encoding="utf-8")
-    return [release_file, layers]
+    return [release_path(repo, env), layers]
+
+
+def branch_exists(repo: Path, branch: str) -> bool:
+    return git.git(repo, "rev-parse", "-q", "--verify", f"refs/heads/{branch}", check=False).returncode == 0
+
+
+def attached_branch(repo: Path, what: str) -> str:
+    """The checked-out branch; a detached HEAD (common in CI) is refused: a promotion lands on a branch."""
+    proc = git.git(repo, "symbolic-ref", "-q", "--short", "HEAD", check=False)
+    if proc.returncode != 0:
+        raise UsageError(
+            f"HEAD is detached; {what} commits onto a branch",
+            where=str(repo),
+            fix="check out the branch the environment tracks first (e.g. git checkout main)",
+        )
+    return proc.stdout.strip()
 
 
 def commit(
     repo: Path,
     *,
-    paths: Sequence[Path],
     entry: Entry,
     subject: str,
     trailers: Sequence[tuple[str, str]],
+    write: Callable[[], Sequence[Path]] = lambda: (),
     branch: str = "",
 ) -> Commit:
-    """One commit holding ``paths`` and the ledger entry, on the current branch or a new ``branch``."""
-    original = git.current_branch(repo)
-    append(repo, [entry])
-    rel = [str(p.relative_to(repo)) for p in [*paths, ledger_path(repo, entry.env)]]
+    """One commit holding what ``write`` puts into the tree and the ledger entry, on the current branch
+    or on a new ``branch`` (the checkout returns to the current branch afterwards).
+
+    Any failure, an interrupt included, puts the tree back as it was at HEAD.
+    """
+    original = attached_branch(repo, "this command")
+    if branch and branch_exists(repo, branch):
+        raise UsageError(
+            f"branch {branch} already exists (an earlier promotion waiting for review)",
+            where=str(repo),
+            fix=f"review it, then land it with --approved-by NAME, or delete it: git branch -D {branch}",
+        )
     message = subject + "\n\n" + "".join(f"{k}: {v}\n" for k, v in trailers)
+    created = False
+    rel: list[str] = [str(ledger_path(repo, entry.env).relative_to(repo))]
     try:
+        rel += [str(p.relative_to(repo)) for p in write()]
+        append(repo, [entry])
         if branch:
             git.git(repo, "checkout", "-q", "-b", branch)
+            created = True
         git.git(repo, "add", "-A", "--", *rel)
         git.git(repo, "commit", "-q", "-m", message)
         sha = git.head(repo)
-    except DeliveryError:
-        _restore(repo, original, rel, branch)
+    except BaseException:
+        _restore(repo, original, rel, branch if created else "")
         raise
     if branch:
         git.git(repo, "checkout", "-q", original)
@@ -346,56 +371,61 @@ def commit(
 
 
 def _restore(repo: Path, original: str, paths: Sequence[str], branch: str) -> None:
-    """Put the tree back as it was at HEAD (the commit failed)."""
+    """Put the tree back as it was at HEAD (the commit failed); drop ``branch`` (this call made it)."""
     git.git(repo, "reset", "-q", "--", *paths, check=False)
     git.git(repo, "checkout", "-q", "--", *paths, check=False)
     git.git(repo, "clean", "-q", "-fd", "--", *paths, check=False)
     if branch:
-        git.git(repo, "checkout", "-q", original, check=False)
+        git.git(repo, "checkout", "-q", "-f", original, check=False)
         git.git(repo, "branch", "-q", "-D", branch, check=False)
 
 
 PUSH_ATTEMPTS = 5
 
 
-def push(repo: Path, branch: str, remote: str = "origin") -> int:
-    """Push ``branch``; on a rejected (non-fast-forward) push fetch, rebase and retry, up to 5 times.
+def push_once(repo: Path, branch: str, remote: str = "origin") -> bool:
+    """Push ``branch``; False when the remote moved meanwhile (a race), an error for anything else.
 
-    Returns the attempts it took. A rebase that conflicts is aborted and is one clear error: the
-    local commit stays, and the remote is as the other promotion left it.
+    A race is told by the remote's branch, not by git's wording (two pushes at once can also fail
+    on the remote's ref lock): after a failed push the branch is fetched, and if its tip is not in
+    our history, someone else landed first.
     """
-    for attempt in range(1, PUSH_ATTEMPTS + 1):
-        proc = git.git(repo, "push", "-q", remote, f"refs/heads/{branch}:refs/heads/{branch}", check=False)
-        if proc.returncode == 0:
-            return attempt
-        stderr = git.redact_url(proc.stderr)
-        last = stderr.strip().splitlines()[-1] if stderr.strip() else "no output"
-        if "rejected" not in stderr and "fetch first" not in stderr and "non-fast-forward" not in stderr:
-            raise DeliveryError(
-                f"git push to {remote} failed: {last}",
-                where=str(repo),
-                fix="check the remote and your credentials, then push the promotion commit: git push",
-            )
-        if branch != git.current_branch(repo):
-            raise DeliveryError(
-                f"branch {branch} already exists on {remote} with other commits",
-                where=str(repo),
-                fix=f"review and merge or delete the remote branch {branch}, then promote again",
-            )
-        git.git(repo, "fetch", "-q", remote, branch)
-        rebase = git.git(repo, "rebase", "-q", f"{remote}/{branch}", check=False)
-        if rebase.returncode != 0:
-            git.git(repo, "rebase", "--abort", check=False)
-            raise DeliveryError(
-                f"another change to {branch} conflicts with this promotion",
-                where=str(repo),
-                fix=f"reset to the remote (git reset --hard {remote}/{branch}) and promote again",
-            )
-    raise DeliveryError(
-        f"git push to {remote} was rejected {PUSH_ATTEMPTS} times (the branch keeps moving)",
-        where=str(repo),
-        fix="push again later: git push",
+    proc = git.git(repo, "push", remote, f"refs/heads/{branch}:refs/heads/{branch}", check=False)
+    if proc.returncode == 0:
+        return True
+    fetched = git.git(repo, "fetch", "-q", remote, branch, check=False)
+    moved = fetched.returncode == 0 and (
+        git.git(repo, "merge-base", "--is-ancestor", f"{remote}/{branch}", "HEAD", check=False).returncode
+        != 0
     )
+    if moved:
+        return False
+    stderr = git.redact_url(proc.stderr).strip().splitlines()
+    reason = next(
+        (line for line in stderr if "rejected" in line or "denied" in line), stderr[-1] if stderr else ""
+    )
+    raise DeliveryError(
+        f"git push to {remote} failed: {reason or 'no output'}",
+        where=str(repo),
+        fix="check the remote, your credentials and the branch's protection, then push: git push",
+    )
+
+
+def catch_up(repo: Path, base: str, branch: str, remote: str = "origin") -> None:
+    """Drop the local commit made on top of ``base`` and fast-forward to the remote's ``branch``.
+
+    What the remote gained meanwhile is then decided on again (gates, update, validation): a commit
+    is never rebased blindly over a change nobody validated it against.
+    """
+    git.git(repo, "reset", "-q", "--hard", base)
+    git.git(repo, "fetch", "-q", remote, branch)
+    merged = git.git(repo, "merge", "-q", "--ff-only", f"{remote}/{branch}", check=False)
+    if merged.returncode != 0:
+        raise DeliveryError(
+            f"{branch} has local commits that are not on {remote}",
+            where=str(repo),
+            fix=f"push or drop them first (git log {remote}/{branch}..{branch}), then run the command again",
+        )
 
 
 def ledger_entry(

@@ -7,7 +7,7 @@ merge, so both lines are kept; readers order entries by time (equal times in fil
 An entry: ``id``, ``time`` (UTC), ``actor``, ``kind`` (publish, promote, rollback, verify, hold,
 release-hold), ``env``, ``from`` (the upstream env, for promote), ``artifacts`` (name -> old and new
 reference), ``gates`` (every gate's decision), ``upstreamCommit``, ``note`` (evidence, a reason, the
-break-glass reason).
+break-glass reason) and, for a rollback, ``restores`` (the entry whose release it brought back).
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ class Entry:
     gates: tuple[Mapping[str, Any], ...] = ()
     upstream_commit: str | None = None
     note: str = ""
+    restores: str | None = None  # a rollback: the entry whose release it brought back
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -83,6 +84,7 @@ class Entry:
             "gates": [dict(g) for g in self.gates],
             "upstreamCommit": self.upstream_commit,
             "note": self.note,
+            **({"restores": self.restores} if self.restores else {}),
         }
 
     def line(self) -> str:
@@ -120,6 +122,7 @@ def _entry(data: Any, where: Location) -> Entry:
             gates=tuple(dict(g) for g in data.get("gates") or ()),
             upstream_commit=None if data.get("upstreamCommit") is None else str(data["upstreamCommit"]),
             note=str(data.get("note") or ""),
+            restores=None if data.get("restores") is None else str(data["restores"]),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise bad(str(err)) from None

@@ -18,7 +18,7 @@ from pydantic import Field
 from delivery.core import yamlio
 from delivery.core.documents import Strict, load_typed
 from delivery.core.fsutil import atomic_write_text
-from delivery.core.patterns import PINNED_IMAGE_PATTERN
+from delivery.core.patterns import COMMIT_PATTERN, PINNED_IMAGE_PATTERN
 
 RELEASE_NAME = "release.yaml"
 HEADER = (
@@ -34,7 +34,7 @@ class Source(Strict):
     """Where a modelcar's weights come from: a Hugging Face repo at a full commit."""
 
     repo: str
-    revision: Annotated[str, Field(pattern=r"^[0-9a-f]{40}$")]
+    revision: Annotated[str, Field(pattern=COMMIT_PATTERN)]
 
 
 class Artifact(Strict):
@@ -61,6 +61,11 @@ class Release(Strict):
 
     def with_artifacts(self, changes: Mapping[str, Artifact]) -> Release:
         return Release(env=self.env, artifacts={**self.artifacts, **changes})
+
+
+def short_digest(ref: str | None) -> str:
+    """The first 12 hex digits of a reference's digest ("" for none): how tables and branches show it."""
+    return ref.rpartition("@sha256:")[2][:12] if ref and "@sha256:" in ref else ""
 
 
 def release_path(repo: Path, env: str) -> Path:
