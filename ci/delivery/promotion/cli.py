@@ -49,6 +49,7 @@ def _now() -> datetime:
         raise UsageError(f"${NOW_ENV}={fixed!r} is not an ISO timestamp", fix=f"unset {NOW_ENV}") from None
     if value.tzinfo is None:
         raise UsageError(f"${NOW_ENV} needs a timezone", fix="e.g. 2026-12-02T10:00:00Z")
+    console.info(f"warning: the clock is set by ${NOW_ENV} to {fixed} (for tests and replays)")
     return value
 
 
