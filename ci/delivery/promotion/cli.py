@@ -156,6 +156,19 @@ def promote_cmd(
         )
 
 
+def _record(
+    ctx: click.Context, env: str, kind: str, note: str, do_push: bool, as_json: bool, done: str
+) -> None:
+    """A ledger-only command (verify, release-hold): one commit, then its result."""
+    entry, landed, pushed = record_only(resolved_repo(ctx), env, kind, now=_now(), note=note, do_push=do_push)
+    if as_json:
+        console.print_json(
+            {"ok": True, "env": env, "ledgerId": entry.id, "commit": landed.commit, "pushed": pushed}
+        )
+    else:
+        click.echo(f"{done} (ledger {entry.id})" + (", pushed" if pushed else ""))
+
+
 @click.command("rollback")
 @env_option()
 @click.option(
@@ -189,15 +202,7 @@ def hold_group() -> None:
 @click.pass_context
 def hold_release_cmd(ctx: click.Context, env: str, do_push: bool, as_json: bool) -> None:
     """Lift the hold on ENV (recorded in its ledger), so promotions into it run again."""
-    entry, done, pushed = record_only(
-        resolved_repo(ctx), env, "release-hold", now=_now(), note="hold released", do_push=do_push
-    )
-    if as_json:
-        console.print_json(
-            {"ok": True, "env": env, "ledgerId": entry.id, "commit": done.commit, "pushed": pushed}
-        )
-    else:
-        click.echo(f"hold on {env} released (ledger {entry.id})")
+    _record(ctx, env, "release-hold", "hold released", do_push, as_json, f"hold on {env} released")
 
 
 @click.command("verify-release")
@@ -212,15 +217,7 @@ def verify_release_cmd(ctx: click.Context, env: str, evidence: str, do_push: boo
     """Record that ENV's current release was verified (what requireVerified downstream waits for)."""
     if not evidence.strip():
         raise UsageError("--evidence is empty", fix="pass a CI run URL or a short note")
-    entry, done, pushed = record_only(
-        resolved_repo(ctx), env, "verify", now=_now(), note=evidence.strip(), do_push=do_push
-    )
-    if as_json:
-        console.print_json(
-            {"ok": True, "env": env, "ledgerId": entry.id, "commit": done.commit, "pushed": pushed}
-        )
-    else:
-        click.echo(f"{env} verified (ledger {entry.id})")
+    _record(ctx, env, "verify", evidence.strip(), do_push, as_json, f"{env} verified")
 
 
 @click.command("status")
