@@ -198,6 +198,26 @@ def test_secret_with_data(repo_copy: Path) -> None:
     assert "sk-1234" not in f.message + f.fix and "ExternalSecret" in f.fix
 
 
+def test_a_json_manifest_is_validated_like_yaml(repo_copy: Path) -> None:
+    """Argo CD's directory sources apply .json files too: a JSON Secret with data is caught, and a JSON
+    file is a manifest of its layer for every rule."""
+    rel = "clusters/staging/layers/components/llm-gateway/litellm-bootstrap/secret-litellm-master-key.json"
+    add(
+        repo_copy,
+        rel,
+        '{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "k", "namespace": "llm-gateway"},'
+        ' "data": {"PROXY_MASTER_KEY": "c2stMTIzNA=="}}\n',
+    )
+    (f,) = only(repo_copy, "staging", "secret-data")
+    assert (f.file, f.resource, f.path) == (rel, "Secret/llm-gateway/k", "/data")
+    assert rel in [str(m.path) for m in load_env_manifests(repo_copy, "staging")]
+    notes = repo_copy / "clusters/staging/layers/components/llm-gateway/litellm-bootstrap/NOTES.txt"
+    notes.write_text("not a manifest: Argo CD does not apply it\n")
+    assert str(notes.relative_to(repo_copy)) not in [
+        str(m.path) for m in load_env_manifests(repo_copy, "staging")
+    ]
+
+
 def test_application_without_project_or_destination(repo_copy: Path) -> None:
     edit(repo_copy, KEDA_APP, "  project: platform\n", "")
     edit(

@@ -10,7 +10,9 @@ from delivery.core import yamlio
 from delivery.core.errors import ConfigError
 from delivery.core.paths import layers_dir
 
-YAML_SUFFIXES = (".yaml", ".yml")
+# What an Argo CD directory source applies (and ``kubectl apply -f DIR``): YAML and JSON files alike,
+# so every one of them is validated with the same rules (JSON is read by the same YAML loader).
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 @dataclass(frozen=True)
@@ -53,11 +55,11 @@ class Manifest:
 
 
 def layer_files(repo: Path, env: str) -> list[Path]:
-    """Every YAML file under clusters/<env>/layers/ (absolute paths, sorted)."""
+    """Every manifest file (YAML or JSON) under clusters/<env>/layers/ (absolute paths, sorted)."""
     base = layers_dir(repo, env)
     if not base.is_dir():
         return []
-    return sorted(p for p in base.rglob("*") if p.is_file() and p.suffix in YAML_SUFFIXES)
+    return sorted(p for p in base.rglob("*") if p.is_file() and p.suffix in MANIFEST_SUFFIXES)
 
 
 def root_files(repo: Path, env: str) -> list[Path]:
@@ -69,7 +71,7 @@ def root_files(repo: Path, env: str) -> list[Path]:
     return sorted(
         p
         for p in base.iterdir()
-        if p.is_file() and p.suffix in YAML_SUFFIXES and p.stem.split("-")[0] == "root"
+        if p.is_file() and p.suffix in MANIFEST_SUFFIXES and p.stem.split("-")[0] == "root"
     )
 
 
