@@ -36,6 +36,8 @@ from delivery.oci.transport import (
     http_client,
     is_loopback_host,
     retry_settings,
+    timeout_setting,
+    transient,
 )
 
 log = logging.getLogger("delivery.oci")
@@ -85,10 +87,11 @@ class RegistryClient:
         retries: int | None = None,
         backoff: float | None = None,
         max_backoff: float = 30.0,
-        timeout: float = 300.0,
+        timeout: float | None = None,
         upload_method: UploadMethod = "put",
     ) -> None:
         retries, backoff = retry_settings(retries, backoff)
+        timeout = timeout_setting(timeout)
         self.registry = registry
         self.credentials = credentials or ANONYMOUS
         plain = is_loopback_host(registry) if plain_http is None else plain_http
@@ -102,6 +105,7 @@ class RegistryClient:
             retries=retries,
             backoff=backoff,
             max_backoff=max_backoff,
+            timeout=timeout,
         )
         self.upload_method: UploadMethod = upload_method
 
@@ -344,10 +348,11 @@ class RegistryClient:
                     size += len(chunk)
                     yield chunk
             except httpx.TransportError as exc:
+                failure = transient(exc, f"{what} broke after {size} bytes", self._transport.timeout)
                 if retryable:
-                    raise Transient(f"{what} broke after {size} bytes: {type(exc).__name__}") from None
+                    raise failure from None
                 raise RegistryError(
-                    f"{what} broke after {size} bytes: {type(exc).__name__}",
+                    str(failure),
                     where=self.registry,
                     fix="retry; check the network and the registry",
                 ) from None
@@ -490,7 +495,7 @@ class RegistryClient:
                         break
                     parts.append(chunk)
         except httpx.TransportError as exc:
-            raise Transient(f"{what}: {type(exc).__name__} reading the response") from None
+            raise transient(exc, f"{what} reading the response", self._transport.timeout) from None
         finally:
             response.close()
         if declared > limit or size > limit:

@@ -7,6 +7,18 @@ broken connections are ``Transient``: ``retrying`` runs the whole operation agai
 backoff and jitter, at least as long as ``Retry-After`` says (``DELIVER_REGISTRY_RETRIES`` and
 ``DELIVER_REGISTRY_BACKOFF`` override the defaults). Other answers become ``RegistryError`` with
 a fix; secrets never reach messages (``Authenticator.redact``).
+
+Hung peers: every socket operation (connect, each read, each write, waiting for a pooled
+connection) times out after ``DELIVER_REGISTRY_TIMEOUT`` seconds (default 60; connect at most
+15). It bounds a stall, not a request: a multi-GB PUT that keeps moving never times out. A
+timed-out attempt is retried, but once the attempts of one operation have waited
+``STALL_BUDGET_FACTOR`` (3) timeouts in all, it fails at once naming the host and the knob, so a
+peer that accepts and never answers costs about 3 minutes, whatever the retry count.
+
+Not a registry: an odd answer on a ``/v2/`` path without a ``Docker-Distribution-API-Version``
+header (404, 405, 501, or HTML) triggers one ``GET /v2/`` probe per host; when that is not a
+registry's answer either, the call fails at once (no retries) saying the host does not speak the
+OCI distribution API.
 """
 
 from __future__ import annotations
@@ -30,16 +42,35 @@ T = TypeVar("T")
 
 DEFAULT_RETRIES = 5
 DEFAULT_BACKOFF = 0.5  # seconds before the first retry; doubles per attempt (jittered)
+DEFAULT_TIMEOUT = 60.0  # seconds per socket operation (read, write, pool)
+MAX_CONNECT_TIMEOUT = 15.0
+STALL_BUDGET_FACTOR = 3  # timed-out attempts of one operation stop after this many timeouts in all
 RETRIES_VAR = "DELIVER_REGISTRY_RETRIES"
 BACKOFF_VAR = "DELIVER_REGISTRY_BACKOFF"
+TIMEOUT_VAR = "DELIVER_REGISTRY_TIMEOUT"
+API_VERSION_HEADER = "Docker-Distribution-API-Version"
+NOT_A_REGISTRY_FIX = "check the registry host/port in environments/<env>/config.yaml"
 
 
 class Transient(Exception):
     """A failure worth retrying: 5xx, 429, a broken or refused connection."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, retry_after: float | None = None, stalled: float = 0.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.stalled = stalled  # seconds the peer kept us waiting (a timeout), else 0
+
+
+def connect_timeout(timeout: float) -> float:
+    return min(timeout, MAX_CONNECT_TIMEOUT)
+
+
+def transient(exc: httpx.TransportError, what: str, timeout: float) -> Transient:
+    """The Transient of a failed socket operation; a timeout says how long and remembers the stall."""
+    if isinstance(exc, httpx.TimeoutException):
+        waited = connect_timeout(timeout) if isinstance(exc, httpx.ConnectTimeout) else timeout
+        return Transient(f"{what}: timed out after {waited:g} s ({type(exc).__name__})", stalled=waited)
+    return Transient(f"{what}: {type(exc).__name__}")
 
 
 class Cancelled(Exception):
@@ -106,10 +137,14 @@ def _read_bigger() -> None:
 
 
 def http_client(timeout: float) -> httpx.Client:
-    """The httpx client of one registry host (connection pool shared by parallel uploads)."""
+    """The httpx client of one registry host (connection pool shared by parallel uploads).
+
+    httpx applies ``timeout`` to each socket operation (each read or write of a chunk, each wait
+    for a pooled connection), not to a whole request: a slow upload that keeps moving is fine.
+    """
     _read_bigger()
     return httpx.Client(
-        timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
+        timeout=httpx.Timeout(timeout, connect=connect_timeout(timeout)),
         limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
         follow_redirects=False,
     )
@@ -143,6 +178,21 @@ def retry_after(response: httpx.Response) -> float | None:
         return None
 
 
+def timeout_setting(timeout: float | None) -> float:
+    """Seconds per socket operation: as given, else ``DELIVER_REGISTRY_TIMEOUT``, else 60."""
+    if timeout is None:
+        timeout = env_number(TIMEOUT_VAR, DEFAULT_TIMEOUT)
+        if timeout <= 0:
+            raise UsageError(
+                f"{TIMEOUT_VAR}={os.environ.get(TIMEOUT_VAR, '').strip()!r} is not a number of seconds > 0",
+                where=f"environment variable {TIMEOUT_VAR}",
+                fix=f"unset it (default {DEFAULT_TIMEOUT:g}) or set e.g. {TIMEOUT_VAR}={DEFAULT_TIMEOUT:g}",
+            )
+    if not timeout > 0 or timeout == float("inf"):
+        raise UsageError("timeout must be a number of seconds > 0", where="RegistryClient")
+    return timeout
+
+
 def retry_settings(retries: int | None, backoff: float | None) -> tuple[int, float]:
     """Retries and first backoff: as given, else from the environment, else the defaults."""
     if retries is None:
@@ -167,6 +217,7 @@ class Transport:
         retries: int,
         backoff: float,
         max_backoff: float = 30.0,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self.registry = registry
         self.http = http
@@ -176,6 +227,10 @@ class Transport:
         self.retries = retries
         self.backoff = backoff
         self.max_backoff = max_backoff
+        self.timeout = timeout
+        self._not_registry: str | None = None  # why GET /v2/ says this host is no registry
+        self._probed = False
+        self._probe_lock = threading.Lock()
 
     def close(self) -> None:
         self.http.close()
@@ -217,15 +272,27 @@ class Transport:
             request = self.http.build_request(method, url, headers=request_headers, content=body)
             try:
                 response = self.http.send(request, stream=stream, follow_redirects=follow_redirects)
+            except httpx.TimeoutException as exc:
+                raise transient(exc, f"{method} {url.path}", self.timeout) from None
             except httpx.TransportError as exc:
                 raise Transient(f"{method} {url.path}: {type(exc).__name__}: {self.safe(str(exc))}") from None
             if not stream:
                 try:
                     response.read()
                 except httpx.TransportError as exc:
-                    raise Transient(
-                        f"{method} {url.path}: {type(exc).__name__} reading the response"
-                    ) from None
+                    raise transient(exc, f"{method} {url.path} reading the response", self.timeout) from None
+            if same_host and self._looks_foreign(response):
+                reason = self.not_a_registry()
+                if reason:
+                    if stream:
+                        response.close()
+                    raise RegistryError(
+                        f"{self.registry} does not speak the OCI distribution API: {method} {url.path} "
+                        f"answered HTTP {response.status_code} "
+                        f"({response.headers.get('Content-Type') or 'no Content-Type'}), {reason}",
+                        where=self.registry,
+                        fix=NOT_A_REGISTRY_FIX,
+                    )
             if (
                 response.status_code == 401
                 and attempt == 1
@@ -247,17 +314,62 @@ class Transport:
             return response
         raise AssertionError("unreachable")
 
+    @staticmethod
+    def _looks_foreign(response: httpx.Response) -> bool:
+        """An answer on a registry path that a registry would not give (worth a ``/v2/`` probe)."""
+        if API_VERSION_HEADER in response.headers or not response.url.path.startswith("/v2/"):
+            return False
+        html = response.headers.get("Content-Type", "").lower().startswith("text/html")
+        return html or response.status_code in (404, 405, 501)
+
+    def not_a_registry(self) -> str | None:
+        """Why this host is no registry, from one ``GET /v2/`` (cached; None: it is, or unknown)."""
+        with self._probe_lock:
+            if not self._probed:
+                self._not_registry = self._probe()
+                self._probed = True
+            return self._not_registry
+
+    def _probe(self) -> str | None:
+        try:
+            ping = self.http.get(self.url("/v2/"), timeout=min(self.timeout, 10.0))
+        except httpx.TransportError:
+            return None  # cannot tell: keep the answer we had
+        version = ping.headers.get(API_VERSION_HEADER)
+        content_type = ping.headers.get("Content-Type", "").lower()
+        if version:
+            return None
+        if ping.status_code == 401 and "WWW-Authenticate" in ping.headers:
+            return None
+        if ping.status_code == 200 and "json" in content_type:
+            return None
+        return (
+            f"and GET /v2/ answered HTTP {ping.status_code} ({content_type or 'no Content-Type'}) "
+            f"without a {API_VERSION_HEADER} header"
+        )
+
     def retrying(self, what: str, operation: Callable[[], T], cancel: threading.Event | None = None) -> T:
-        """Run ``operation`` until it does not raise Transient (at most ``retries`` more times)."""
+        """Run ``operation`` until it does not raise Transient (at most ``retries`` more times).
+
+        Attempts that timed out stop early once they waited ``STALL_BUDGET_FACTOR`` timeouts in all.
+        """
         last: Transient | None = None
+        stalled = 0.0
+        attempts = 0
         for attempt in range(self.retries + 1):
             try:
                 if cancel is not None and cancel.is_set():
                     raise Cancelled()
+                attempts += 1
                 return operation()
             except Transient as exc:
                 last = exc
+                stalled += exc.stalled
+                if exc.stalled and stalled + exc.stalled > STALL_BUDGET_FACTOR * self.timeout:
+                    raise self._timed_out(what, exc, attempts, stalled) from None
                 if attempt == self.retries:
+                    if exc.stalled:
+                        raise self._timed_out(what, exc, attempts, stalled) from None
                     break
                 delay = min(self.max_backoff, self.backoff * 2**attempt) * random.uniform(0.5, 1.0)
                 if exc.retry_after is not None:
@@ -274,6 +386,16 @@ class Transport:
             where=self.registry,
             fix="the registry is unavailable or the connection keeps breaking: check it and run again "
             "(blobs already pushed are skipped)",
+        )
+
+    def _timed_out(self, what: str, last: Transient, attempts: int, stalled: float) -> RegistryError:
+        tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
+        return RegistryError(
+            f"{what} failed: {self.registry} did not answer; last error: {last} "
+            f"({tries}, {stalled:g} s waited in all)",
+            where=self.registry,
+            fix=f"check that the registry at {self.registry} is up and answering; on a slow link raise "
+            f"{TIMEOUT_VAR} (now {self.timeout:g} s per socket operation)",
         )
 
     def check_digest_header(
