@@ -284,13 +284,8 @@ spec: {minAvailable: 1}
     ),
     "document-is-not-a-mapping": (
         "- apiVersion: v1\n  kind: ConfigMap\n",
-        (
-            "document 1",
-            "kubeconform",
-            "",
-            "error unmarshalling resource: error unmarshaling JSON: while decoding JSON: json: cannot "
-            "unmarshal array into Go value of type map[string]interface {}",
-        ),
+        # our own finding with a line and a fix, not kubeconform's Go unmarshal message (issue 11)
+        ("", "yaml", "", "document is a list, not a Kubernetes object (a mapping) at line 1"),
     ),
 }
 

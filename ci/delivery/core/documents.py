@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
 
 from delivery.core import yamlio
 from delivery.core.errors import ConfigError, Location, Problem
+from delivery.core.paths import inside_repo
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -99,9 +100,16 @@ def load_typed(path: Path, shown: Path, model: type[M], *, docs: str) -> tuple[M
     Returns the model and the round-trip data (for line numbers). Raises ConfigError listing every
     problem of the file at once, each as ``file:line: key.path: what`` with a fix pointing at ``docs``.
     """
+    if not shown.is_absolute() and path.parts[-len(shown.parts) :] == shown.parts:
+        inside_repo(Path(*path.parts[: -len(shown.parts)]), path)  # the repo's one symlink rule
     data = yamlio.load_file(path, shown)
     if not isinstance(data, dict):
-        raise ConfigError("expected a mapping at the top level", where=str(shown), fix=f"see {docs}")
+        got = "the file is empty" if data is None else f"got {_YAML_TYPE.get(type(data).__name__, 'text')}"
+        raise ConfigError(
+            f"expected a mapping at the top level ({got})",
+            where=Location(str(shown), data.lc.line + 1 if hasattr(data, "lc") else None),
+            fix=f"write `key: value` lines (see {docs})",
+        )
     try:
         return model.model_validate(yamlio.plain(data)), data
     except ValidationError as exc:

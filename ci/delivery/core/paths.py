@@ -45,3 +45,36 @@ def layers_dir(repo: Path, env: str) -> Path:
 
 def modelcars_dir(repo: Path) -> Path:
     return repo / "modelcars"
+
+
+def inside_repo(repo: Path, path: Path) -> Path:
+    """``path`` resolved, refusing one that leaves the repo (the repo's one rule for symlinks).
+
+    A symlink whose target stays inside the repo is followed; one that resolves outside it (a
+    config, spec, release, ledger or manifest that is really some other file) is a UsageError
+    naming both, so nothing outside the checkout is ever read as if it were part of it.
+    """
+    root = repo.resolve()
+    resolved = path.resolve()
+    if resolved != root and root not in resolved.parents:
+        try:
+            shown = path.relative_to(repo)
+        except ValueError:
+            shown = path
+        raise UsageError(
+            f"{shown} resolves to {resolved}, outside the repo",
+            where=str(shown),
+            fix="replace the symlink with the file itself (symlinks may point only inside the repo)",
+        )
+    return resolved
+
+
+def refuse_symlinked_dir(repo: Path, path: Path) -> None:
+    """A directory the pipeline replaces whole (e.g. clusters/<env>/layers) must not be a symlink."""
+    if path.is_symlink():
+        shown = path.relative_to(repo) if path.is_relative_to(repo) else path
+        raise UsageError(
+            f"{shown} is a symlink; it is generated and replaced whole, so it must be a real directory",
+            where=str(shown),
+            fix=f"remove the symlink (rm {shown}) and render again",
+        )

@@ -8,7 +8,7 @@ from delivery.config import EnvConfig
 from delivery.core import yamlio
 from delivery.core.errors import Problem
 from delivery.core.fsutil import atomic_directory
-from delivery.core.paths import layers_dir
+from delivery.core.paths import layers_dir, refuse_symlinked_dir
 from delivery.gitops.artifacts import deployed_images, modelcar_for
 from delivery.gitops.conventions import COMPONENTS, layers_for
 from delivery.gitops.demos import demos_layer
@@ -82,6 +82,7 @@ def write_layers(repo: Path, cfg: EnvConfig, files: dict[str, str] | None = None
     """Replace clusters/<env>/layers/ with the rendered files, atomically; returns the written paths."""
     files = render_layers(repo, cfg) if files is None else files
     target = layers_dir(repo, cfg.name)
+    refuse_symlinked_dir(repo, target)
     with atomic_directory(target) as tmp:
         for rel, text in files.items():
             path = tmp / rel

@@ -21,6 +21,7 @@ from delivery.core import git
 from delivery.core.console import ProgressReporter
 from delivery.core.errors import ConfigError, DeliveryError, Problem, UsageError, ValidationFailed, raise_if
 from delivery.core.fsutil import atomic_directory
+from delivery.core.paths import refuse_symlinked_dir
 from delivery.gitops import load_pins
 from delivery.gitops.artifacts import deployed_images, promoted_repository
 from delivery.gitops.render import render_layers
@@ -306,6 +307,7 @@ def write_update(repo: Path, env: str, update: Update) -> list[Path]:
     """Put the validated release and layers into the tree (each atomically); returns what changed."""
     write_release(repo, update.release)
     layers = repo / "clusters" / env / "layers"
+    refuse_symlinked_dir(repo, layers)
     with atomic_directory(layers) as staging:
         for rel, text in update.layers.items():
             (staging / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from delivery.core.errors import ConfigError, DeliveryError, Location
+from delivery.core.paths import inside_repo
 
 LEDGER_NAME = "ledger.jsonl"
 MAX_LEDGER_BYTES = 64 << 20  # far above years of entries; a larger file is refused, not read
@@ -135,6 +136,8 @@ def read_ledger(repo: Path, env: str) -> list[Entry]:
     """Every entry of the env's ledger, oldest first by (time, id); [] when there is no ledger yet."""
     path = ledger_path(repo, env)
     shown = str(path.relative_to(repo))
+    if path.is_symlink():
+        inside_repo(repo, path)
     try:
         size = path.stat().st_size
     except FileNotFoundError:

@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from delivery.core import yamlio
-from delivery.core.errors import ConfigError
-from delivery.core.paths import layers_dir
+from delivery.core.paths import inside_repo, layers_dir
 
 # What an Argo CD directory source applies (and ``kubectl apply -f DIR``): YAML and JSON files alike,
 # so every one of them is validated with the same rules (JSON is read by the same YAML loader).
@@ -91,13 +90,11 @@ def layer_of(repo: Path, env: str, path: Path) -> str:
 
 def load_file_manifests(repo: Path, env: str, path: Path) -> list[Manifest]:
     """The documents of one file of the env (a YAML syntax error raises ConfigError naming file:line)."""
-    rel = path.resolve().relative_to(repo.resolve())
+    inside_repo(repo, path)  # a manifest that is really a file outside the repo is refused
+    rel = path.relative_to(repo)
     layer = layer_of(repo, env, path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"not UTF-8 text ({err.reason})", where=str(rel)) from None
-    docs = yamlio.load_all_data(text, str(rel))
+    text = yamlio.read_text(path, rel, limit=yamlio.MAX_MANIFEST_BYTES)  # size and encoding bounded
+    docs = yamlio.load_all_data(text, str(rel), mappings_only=True)  # plain prose is one clear error
     return [
         Manifest(path=rel, index=i, layer=layer, doc=yamlio.plain(doc) if isinstance(doc, dict) else {})
         for i, doc in enumerate(docs)
