@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from delivery.oci.auth import Credentials
 from delivery.promotion import report
 from delivery.promotion.promote import Outcome, promote, record_only, rollback
 from delivery.promotion.steps import CredentialsFor
+from delivery.release.ledger import parse_time
 
 NOW_ENV = "DELIVER_NOW"  # tests and replays fix the clock; never needed otherwise
 
@@ -38,17 +40,16 @@ password_file_option = click.option(
 
 
 def _now() -> datetime:
-    import os
-
     fixed = os.environ.get(NOW_ENV)
     if not fixed:
         return datetime.now(UTC)
     try:
-        value = datetime.fromisoformat(fixed.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(f"${NOW_ENV}={fixed!r} is not an ISO timestamp", fix=f"unset {NOW_ENV}") from None
-    if value.tzinfo is None:
-        raise UsageError(f"${NOW_ENV} needs a timezone", fix="e.g. 2026-12-02T10:00:00Z")
+        value = parse_time(fixed)  # the ledger's own timestamp reader: ISO, with a timezone
+    except ValueError as err:
+        raise UsageError(
+            f"${NOW_ENV}={fixed!r} is not a timestamp with a timezone ({err})",
+            fix=f"e.g. 2026-12-02T10:00:00Z, or unset {NOW_ENV}",
+        ) from None
     console.info(f"warning: the clock is set by ${NOW_ENV} to {fixed} (for tests and replays)")
     return value
 

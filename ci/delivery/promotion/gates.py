@@ -149,9 +149,9 @@ def verified(inp: GateInput) -> Decision:
 def hold(inp: GateInput) -> Decision:
     """No promotion into an env on hold (put there by a rollback, lifted by ``deliver hold release``)."""
     for entry in reversed(inp.target_ledger):
-        if entry.kind in ("hold", "release-hold") or (entry.kind == "rollback"):
-            if entry.kind == "release-hold":
-                break
+        if entry.kind == "release-hold":
+            break
+        if entry.kind in ("hold", "rollback"):
             return Decision(
                 "hold",
                 False,

@@ -187,12 +187,8 @@ def pinned_entries(
     return found
 
 
-def refusals(decisions: Sequence[Decision]) -> list[Decision]:
-    return [d for d in decisions if not d.passed and d.route != "branch"]
-
-
 def raise_refused(env: str, decisions: Sequence[Decision]) -> None:
-    refused = refusals(decisions)
+    refused = [d for d in decisions if not d.passed and d.route != "branch"]
     if refused:
         raise PromotionRefused.of(
             Problem(f"gate {d.gate}", f"promotion into {env} refused: {d.reason}", _gate_fix(d, env))
