@@ -112,7 +112,7 @@ def test_unsafe_or_missing_sources_are_refused(
     elif case == "symlinked dir":
         (src / "linked").symlink_to(tmp_path)
     result = deliver("modelcar", "build", "tiny", "--source", str(src), repo=repo_copy)
-    assert result.code == 1, result.err
+    assert result.code == 2, result.err  # a bad source is bad input
     assert expected in result.err and "fix:" in result.err
     assert not (repo_copy / "out").exists()
 
@@ -123,10 +123,10 @@ def test_base_layout_missing_or_without_the_pinned_digest(
     src = small_model(tmp_path / "m")
     write_spec(repo_copy, "tiny", f"oci-layout:{tmp_path}/none@{busybox_base.index_digest}")
     missing = deliver("modelcar", "build", "tiny", "--source", str(src), repo=repo_copy)
-    assert missing.code == 1 and "base OCI layout not found" in missing.err
+    assert missing.code == 2 and "base OCI layout not found" in missing.err
     write_spec(repo_copy, "tiny", f"oci-layout:{busybox_base.path}@sha256:{'ab' * 32}")
     wrong = deliver("modelcar", "build", "tiny", "--source", str(src), repo=repo_copy)
-    assert wrong.code == 1 and "missing from the layout" in wrong.err
+    assert wrong.code == 2 and "missing from the layout" in wrong.err
 
 
 def test_verify_without_a_lock_and_publish_to_an_unknown_env(

@@ -75,7 +75,7 @@ def test_a_cached_file_that_differs_from_the_hub_sha256_is_refused(
         fh.seek(1000)
         fh.write(b"\0\1\2\3")
     result = _build(deliver, repo_copy, hf_cache, "--offline")
-    assert result.code == 1
+    assert result.code == 2  # the source is damaged or unsafe: bad input
     assert "does not match the hub's" in result.err and "model.safetensors" in result.err
     assert not (repo_copy / "out" / "modelcars" / "minilm").exists()  # nothing half-written
     assert not (repo_copy / "modelcars" / "minilm.lock.yaml").exists()
@@ -96,7 +96,7 @@ def test_publish_never_uploads_a_cached_file_that_differs_from_the_hub_sha256(
             "modelcar", "publish", "minilm", "--env", "dev", "--hf-cache", str(hf_cache), "--offline",
             "--cache-dir", str(tmp_path / "c"), repo=repo_copy,
         )  # fmt: skip
-    assert result.code == 1
+    assert result.code == 2  # the source is damaged or unsafe: bad input
     assert "does not match the hub's" in result.err and "model.safetensors" in result.err
     assert proxy.blob_bytes_sent() < 5 << 20  # the 90 MB weights never left the machine
     assert not proxy.requests("PUT", "/manifests/")
@@ -119,7 +119,7 @@ def test_a_truncated_cached_file_is_refused_before_reading(
     with blob.open("r+b") as fh:
         fh.truncate(1000)
     result = _build(deliver, repo_copy, hf_cache, "--offline")
-    assert result.code == 1
+    assert result.code == 2  # the source is damaged or unsafe: bad input
     assert "the hub lists 90868376" in result.err
 
 
@@ -142,7 +142,7 @@ def test_path_traversal_in_the_hub_listing_is_refused(
     data["files"]["../../../../etc/passwd"] = {"size": 10, "blob_id": "0" * 40}
     tree.write_text(json.dumps(data))
     result = _build(deliver, repo_copy, hf_cache, "--offline")
-    assert result.code == 1
+    assert result.code == 2  # the source is damaged or unsafe: bad input
     assert "path traversal" in result.err
 
 
@@ -156,7 +156,7 @@ def test_a_snapshot_symlink_leaving_the_cache_is_refused(
     link.unlink()
     link.symlink_to(secret)
     result = _build(deliver, repo_copy, hf_cache, "--offline")
-    assert result.code == 1
+    assert result.code == 2  # the source is damaged or unsafe: bad input
     assert "points outside the source" in result.err
 
 

@@ -262,7 +262,7 @@ def test_docker_config_from_the_environment_and_hub_aliases(
     assert resolve_credentials("registry-1.docker.io").username == "hubuser"
     assert resolve_credentials("ghcr.io").anonymous
     explicit = resolve_credentials("ghcr.io", username="me", password="pw-explicit")
-    assert explicit.username == "me" and explicit.source.startswith("explicit")
+    assert explicit.username == "me" and explicit.source == "--username and the password from --password"
 
 
 @pytest.mark.parametrize(

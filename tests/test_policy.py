@@ -218,6 +218,66 @@ def test_a_json_manifest_is_validated_like_yaml(repo_copy: Path) -> None:
     ]
 
 
+LIMIT = 1 << 20  # the API server's MaxSecretSize: a ConfigMap's or Secret's data, decoded
+
+
+def _config_map(name: str, data: dict[str, object], key: str = "data", **meta: object) -> str:
+    import json
+
+    doc = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "keda", **meta}}
+    doc[key] = data
+    return json.dumps(doc)
+
+
+def test_objects_the_api_server_refuses_for_their_size(repo_copy: Path) -> None:
+    """ConfigMap/Secret data over 1 MiB (text, base64 binaryData, Secret data and stringData),
+    annotations over 256 KiB and any object over 1.5 MiB are findings; exactly 1 MiB passes."""
+    import base64
+
+    layer = "clusters/dev/layers/platform"
+    add(repo_copy, f"{layer}/cm-at-limit.json", _config_map("at-limit", {"a": "x" * (LIMIT - 1), "b": "y"}))
+    add(repo_copy, f"{layer}/cm-over.json", _config_map("over", {"a": "x" * LIMIT, "b": "y"}))
+    # 0.8 MiB as text + 0.3 MiB of binary (0.4 MiB once base64-encoded): counted decoded, over in sum
+    add(
+        repo_copy,
+        f"{layer}/cm-mixed.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: mixed, namespace: keda}\n"
+        f"data: {{t: {'x' * (800 << 10)}}}\n"
+        f"binaryData: {{b: {base64.b64encode(bytes(300 << 10)).decode()}}}\n",
+    )
+    # base64 of 0.9 MiB is 1.2 MiB of text: under the limit, as the API server counts it
+    add(
+        repo_copy,
+        f"{layer}/cm-binary-under.json",
+        _config_map("binary-under", {"b": base64.b64encode(bytes(900 << 10)).decode()}, key="binaryData"),
+    )
+    add(
+        repo_copy,
+        f"{layer}/big-notes.json",
+        _config_map("notes", {"a": "1"}, annotations={"note": "n" * (257 << 10)}),
+    )
+    # under both the data and the annotation limits, but 1.8 MiB in all (an unknown field's bytes)
+    huge = _config_map("huge", {"a": "x" * (900 << 10)}, annotations={"n": "z" * (200 << 10)})
+    add(repo_copy, f"{layer}/huge.json", huge[:-1] + ', "extra": "' + "q" * (700 << 10) + '"}')
+    found = {(f.resource, f.message.split(";")[0]) for f in only(repo_copy, "dev", "object-size")}
+    assert found == {
+        ("ConfigMap/keda/over", f"ConfigMap data is {LIMIT + 1:,} bytes"),
+        ("ConfigMap/keda/mixed", f"ConfigMap data is {(800 << 10) + (300 << 10):,} bytes"),
+        ("ConfigMap/keda/notes", f"annotations are {len('note') + (257 << 10):,} bytes"),
+        ("ConfigMap/keda/huge", "the object is 1.8 MiB as JSON"),
+    }, found
+    secret = "clusters/dev/layers/platform/secret-big.yaml"
+    add(
+        repo_copy,
+        secret,
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: big, namespace: keda}\n"
+        f"data: {{k: {base64.b64encode(bytes(600 << 10)).decode()}}}\n"
+        f"stringData: {{s: {'s' * (600 << 10)}}}\n",
+    )
+    (f,) = [f for f in only(repo_copy, "dev", "object-size") if f.resource == "Secret/keda/big"]
+    assert f.message.startswith(f"Secret data is {1200 << 10:,} bytes") and "split it" in f.fix
+
+
 def test_application_without_project_or_destination(repo_copy: Path) -> None:
     edit(repo_copy, KEDA_APP, "  project: platform\n", "")
     edit(

@@ -4,9 +4,14 @@ Every problem says what went wrong, where (a typed ``Location``: file, line, key
 The CLI prints it once as ``error: …`` / ``fix: …`` (never a traceback) and exits with the error's
 code; nothing is written when one is raised before a side effect.
 
-Exit policy of every command: ``EXIT_OK`` (0) all is well; ``EXIT_FAILED`` (1) a step failed or
-found problems (findings, drift, a refused registry call, a failed tool); ``EXIT_BAD_INPUT`` (2) the
-input cannot work (bad config, unknown env, wrong arguments, a usage error).
+Exit policy of every command, one rule:
+- ``EXIT_OK`` (0): all is well.
+- ``EXIT_BAD_INPUT`` (2): what the command was given cannot work as it is (its arguments, an
+  environment config, a spec, a plan file, a source directory, a file it must read), so running it
+  again unchanged can only fail the same way. It is refused before the step changes anything.
+- ``EXIT_FAILED`` (1): the input was usable and the step ran, but it failed or found problems
+  (validation findings, drift, a gate that holds, a plan the state has moved past, a file changed
+  while read, a tool, a registry or the network failing).
 """
 
 from __future__ import annotations
@@ -137,7 +142,17 @@ class RegistryError(DeliveryError):
 
 
 class SourceError(DeliveryError):
-    """Model weights or another input source is missing, unsafe or does not match its pin."""
+    """Model weights or another input source could not be fetched or read, or changed while read."""
+
+
+class BadSourceError(SourceError):
+    """The source given cannot be used as it is: unsafe, unreadable, empty, damaged or not found.
+
+    Bad input (exit 2): running again unchanged can only fail the same way; the source (or the spec
+    that points at it) must be fixed first.
+    """
+
+    exit_code = EXIT_BAD_INPUT
 
 
 def raise_if(problems: Sequence[Problem], kind: type[DeliveryError] = DeliveryError) -> None:

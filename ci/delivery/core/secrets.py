@@ -37,11 +37,14 @@ def read_secret(what: str, file: Path | None, env_var: str) -> tuple[str | None,
 REGISTRY_PASSWORD_VAR = "DELIVER_REGISTRY_PASSWORD"
 
 
-def registry_password(username: str | None, password_file: Path | None, command: str) -> str | None:
-    """The registry password from ``--password-file`` or ``$DELIVER_REGISTRY_PASSWORD``.
+def registry_password(
+    username: str | None, password_file: Path | None, command: str
+) -> tuple[str | None, str]:
+    """``(password, origin)`` from ``--password-file`` or ``$DELIVER_REGISTRY_PASSWORD``.
 
     A password and ``--username`` go together (one without the other is a UsageError); with
-    neither, None: the registry client then uses docker config, Google credentials or anonymous.
+    neither, ``(None, "")``: the registry client then uses docker config, Google credentials or
+    anonymous. ``origin`` says where the password came from (the file, or the variable's name).
     """
     password, origin = read_secret("registry password", password_file, REGISTRY_PASSWORD_VAR)
     if password and not username:
@@ -57,4 +60,4 @@ def registry_password(username: str | None, password_file: Path | None, command:
             where=command,
             fix=f"pass --password-file FILE or set ${REGISTRY_PASSWORD_VAR}",
         )
-    return password
+    return password, origin

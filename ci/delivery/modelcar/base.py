@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from delivery.core.errors import SourceError
+from delivery.core.errors import BadSourceError
 from delivery.modelcar.image import BaseImage
 from delivery.modelcar.spec import LAYOUT_PREFIX
 from delivery.oci.blobs import Blob, read_file_chunks, sha256_digest
@@ -42,9 +42,9 @@ def _load_json(data: bytes, where: str) -> dict[str, Any]:
     try:
         doc = json.loads(data)
     except ValueError as err:
-        raise SourceError(f"not JSON: {err}", where=where, fix="check the base image") from None
+        raise BadSourceError(f"not JSON: {err}", where=where, fix="check the base image") from None
     if not isinstance(doc, dict):
-        raise SourceError("expected a JSON object", where=where, fix="check the base image")
+        raise BadSourceError("expected a JSON object", where=where, fix="check the base image")
     return doc
 
 
@@ -56,7 +56,7 @@ def _pick_platform(index: dict[str, Any], platform: str, where: str) -> str:
             if want["architecture"] == "arm64" and p.get("variant") not in (None, "v8"):
                 continue
             return str(m["digest"])
-    raise SourceError(
+    raise BadSourceError(
         f"the base image index has no {platform} manifest",
         where=where,
         fix="pick a base that supports this platform, or change platforms: in the spec",
@@ -75,7 +75,7 @@ def _base_image(
     config = _load_json(read(str(cfg_desc.get("digest"))), f"{name}: config")
     want = platform_dict(platform)
     if config.get("os") != want["os"] or config.get("architecture") != want["architecture"]:
-        raise SourceError(
+        raise BadSourceError(
             f"the base image is {config.get('os')}/{config.get('architecture')}, not {platform}",
             where=name,
             fix="pin the multi-arch index digest, or the manifest of the right platform",
@@ -84,7 +84,7 @@ def _base_image(
     for layer in manifest.get("layers") or []:
         media = OCI_LAYER_TYPES.get(str(layer.get("mediaType")))
         if media is None:
-            raise SourceError(
+            raise BadSourceError(
                 f"base layer media type {layer.get('mediaType')!r} is not supported",
                 where=name,
                 fix="use a base image with ordinary (tar, tar+gzip, tar+zstd) layers",
@@ -98,7 +98,7 @@ def _resolve_layout(text: str, platforms: tuple[str, ...], repo: Path) -> dict[s
     root = Path(path_text)
     root = root if root.is_absolute() else repo / root
     if not (root / "oci-layout").is_file():
-        raise SourceError(
+        raise BadSourceError(
             "base OCI layout not found (no oci-layout file)",
             where=str(root),
             fix="build it (deliver modelcar busybox-base --output DIR) or fix the path in base:",
@@ -109,17 +109,17 @@ def _resolve_layout(text: str, platforms: tuple[str, ...], repo: Path) -> dict[s
         try:
             data = blobs.path(d).read_bytes()
         except (OSError, IndexError):
-            raise SourceError(
+            raise BadSourceError(
                 f"blob {d} missing from the layout", where=str(root), fix="rebuild it"
             ) from None
         if sha256_digest(data) != d:
-            raise SourceError(f"blob {d} in the layout is corrupt", where=str(root), fix="rebuild the layout")
+            raise BadSourceError(f"blob {d} in the layout is corrupt", where=str(root), fix="rebuild the layout")
         return data
 
     def blob(desc: Descriptor) -> Blob:
         p = blobs.path(desc.digest)
         if not p.is_file() or p.stat().st_size != desc.size:
-            raise SourceError(
+            raise BadSourceError(
                 f"base layer {desc.digest} missing or truncated", where=str(root), fix="rebuild it"
             )
         return LazyBlob(desc.digest, desc.size, desc.media_type, p, lambda: None)
@@ -144,7 +144,7 @@ def _resolve(
             manifest = _load_json(read(mdigest), f"{name}: {platform} manifest")
         else:
             if len(platforms) > 1:
-                raise SourceError(
+                raise BadSourceError(
                     "the base is pinned to a single-platform manifest but several platforms are wanted",
                     where=name,
                     fix="pin the base's multi-arch index digest",

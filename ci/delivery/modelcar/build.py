@@ -17,32 +17,30 @@ from delivery.core.fsutil import atomic_directory
 from delivery.modelcar.digestcache import DigestCache
 from delivery.modelcar.image import ModelLayer
 from delivery.modelcar.lock import write_lock
-from delivery.modelcar.pipeline import BuildOptions, BuiltImage, assemble, map_layers, prepare
-from delivery.modelcar.tarlayer import Progress, TarLayer
+from delivery.modelcar.pipeline import BuildOptions, BuiltImage, assemble, map_layers, open_cache, prepare
+from delivery.modelcar.tarlayer import Hashed, Progress, TarLayer
 from delivery.oci.layout import LayoutWriter
 from delivery.oci.spec import OCI_INDEX, OCI_MANIFEST, Descriptor, platform_dict
 
 
 def write_layer(
-    writer: LayoutWriter,
-    layer: TarLayer,
-    known: tuple[str, dict[str, str]] | None,
-    progress: Progress | None = None,
+    writer: LayoutWriter, layer: TarLayer, cache: DigestCache, progress: Progress | None = None
 ) -> ModelLayer:
     """Write a model layer into the layout (or link the previous layout's copy when its digest is known)."""
+    known = cache.layer_digest(layer)
     if known is not None and writer.reuse(known[0], layer.size):
         if progress is not None:
             progress(layer.data_size)
         return ModelLayer(layer, known[0], known[1])
-    sums: dict[str, str] = {}
+    passes: list[Hashed] = []
 
     def write(out: BinaryIO) -> str:
-        digest, found = layer.digest_and_write(out, progress)
-        sums.update(found)
-        return digest
+        passes.append(layer.digest_and_write(out, progress))
+        return passes[-1].digest
 
     digest = writer.add_generated(write)
-    return ModelLayer(layer, digest, sums)
+    cache.remember_layer(layer, passes[-1])
+    return ModelLayer(layer, digest, passes[-1].sums)
 
 
 @dataclass(frozen=True)
@@ -68,18 +66,13 @@ def build_layout(
             where=str(target),
             fix="pass an empty or new --output directory (an existing layout is replaced)",
         )
-    cache = DigestCache.at(opts.cache if opts.use_digest_cache else None)
+    cache = open_cache(opts)
     try:
         with atomic_directory(target) as tmp:
             writer = LayoutWriter(tmp, previous=target if (target / "oci-layout").is_file() else None)
             task = reporter.task("layers", sum(t.data_size for t in planned))
 
-            def one(layer: TarLayer) -> ModelLayer:
-                written = write_layer(writer, layer, cache.layer_digest(layer), task.advance)
-                cache.remember_layer(layer, written.digest, written.file_sha256)
-                return written
-
-            layers = map_layers(one, planned, opts.workers)
+            layers = map_layers(lambda t: write_layer(writer, t, cache, task.advance), planned, opts.workers)
             task.finish()
             built = assemble(spec, source, bases, layers)
             for base in bases.values():

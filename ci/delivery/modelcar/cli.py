@@ -142,10 +142,18 @@ def publish_cmd(
 ) -> None:
     """Build modelcar NAME and push it to ENV's registry; prints the oci://...@sha256 reference."""
     repo = resolved_repo(ctx)
-    password = registry_password(username, password_file, "modelcar publish")
+    password, origin = registry_password(username, password_file, "modelcar publish")
     with console.ProgressReporter(quiet=as_json) as reporter:
         result = publish(
-            repo, name, env, _options(kw), reporter, username=username, password=password, parallel=parallel
+            repo,
+            name,
+            env,
+            _options(kw),
+            reporter,
+            username=username,
+            password=password,
+            password_origin=origin,
+            parallel=parallel,
         )
     if as_json:
         console.print_json(

@@ -2,7 +2,10 @@
 
 Two maps, kept in one JSON file under the cache directory:
 - a file's identity (real path, device, inode, size, mtime_ns, ctime_ns: like git's index) ->
-  its sha256; any write to the file changes its ctime, so a stale entry is never hit;
+  its sha256. The identity is the ``fstat`` of the open file taken before its first byte was read
+  and unchanged after its last (``Hashed.seen``), never a stat taken later; files changed just
+  before the read ("racy") are not remembered. Any later write changes the ctime, so a stale entry
+  is never hit;
 - a layer's content key (tar format version + each file's path, size, sha256) -> the layer digest.
 
 A missing, corrupt or unwritable cache only costs time: the weights are hashed again.
@@ -19,7 +22,7 @@ import threading
 from pathlib import Path
 
 from delivery.core.fsutil import atomic_write_text
-from delivery.modelcar.tarlayer import TAR_SPEC_VERSION, TarLayer
+from delivery.modelcar.tarlayer import TAR_SPEC_VERSION, Hashed, TarLayer
 
 FORMAT = 1
 
@@ -31,8 +34,9 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "deliver"
 
 
-def file_identity(path: Path) -> str:
-    st = os.stat(path)
+def file_identity(path: Path, st: os.stat_result | None = None) -> str:
+    """The cache key of a file: its real path and its stat (``st``, else a fresh ``os.stat``)."""
+    st = st if st is not None else os.stat(path)
     return f"{os.path.realpath(path)}|{st.st_dev}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}"
 
 
@@ -73,11 +77,12 @@ class DigestCache:
         with self._lock:
             return self._files.get(key)
 
-    def remember_file(self, path: Path, sha256: str) -> None:
+    def remember_file(self, path: Path, sha256: str, seen: os.stat_result) -> None:
+        """Map the file as it was read (``seen``: its stat from before the read) to ``sha256``."""
         if self.path is None:
             return
         with contextlib.suppress(OSError):
-            key = file_identity(path)
+            key = file_identity(path, seen)
             with self._lock:
                 if self._files.get(key) != sha256:
                     self._files[key] = sha256
@@ -97,15 +102,22 @@ class DigestCache:
             digest = self._layers.get(layer_key(layer, sums))
         return (digest, sums) if digest else None
 
-    def remember_layer(self, layer: TarLayer, digest: str, sums: dict[str, str]) -> None:
+    def remember_layer(self, layer: TarLayer, hashed: Hashed) -> None:
+        """Remember a layer just read: its stable files' sha256s and its digest.
+
+        The layer entry maps content (sha256s) to a digest, so it is true whatever happens to the
+        files later; a file entry is only made from the stat the file had while it was read.
+        """
         if self.path is None:
             return
         for f in layer.files:
-            self.remember_file(f.path, sums[f.arcname])
-        key = layer_key(layer, sums)
+            seen = hashed.seen.get(f.arcname)
+            if seen is not None:
+                self.remember_file(f.path, hashed.sums[f.arcname], seen)
+        key = layer_key(layer, hashed.sums)
         with self._lock:
-            if self._layers.get(key) != digest:
-                self._layers[key] = digest
+            if self._layers.get(key) != hashed.digest:
+                self._layers[key] = hashed.digest
                 self._dirty = True
 
     def save(self) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from delivery.core.errors import SourceError
+from delivery.core.errors import BadSourceError, SourceError
 from delivery.modelcar.source import ModelSource
 from delivery.modelcar.spec import ModelcarSpec
 from delivery.modelcar.tarlayer import LayerFile, TarLayer
@@ -97,7 +97,7 @@ def check_hub_sums(source: ModelSource, layers: Sequence[ModelLayer], *, complet
         if got is None and not complete:
             continue
         if f.expected_sha256 and got != f.expected_sha256:
-            raise SourceError(
+            raise BadSourceError(
                 f"{f.relpath}: sha256 {got} does not match the hub's {f.expected_sha256}",
                 where=str(f.path),
                 fix="the cached file is corrupt or altered: delete it from the HF cache, download again",

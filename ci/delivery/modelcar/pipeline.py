@@ -139,9 +139,9 @@ def hash_layers(
                 progress(layer.data_size)
             hashed = ModelLayer(layer, known[0], known[1])
         else:
-            digest, sums = layer.digest_and_write(None, progress)
-            cache.remember_layer(layer, digest, sums)
-            hashed = ModelLayer(layer, digest, sums)
+            read = layer.digest_and_write(None, progress)
+            cache.remember_layer(layer, read)
+            hashed = ModelLayer(layer, read.digest, read.sums)
         if on_layer is not None:
             on_layer(hashed)
         return hashed
@@ -211,14 +211,18 @@ def build_image(
     *,
     on_layer: Callable[[ModelLayer], None] | None = None,
     spec: ModelcarSpec | None = None,
+    cache: DigestCache | None = None,
 ) -> BuiltImage:
     """Pass 1 only: the image's digest and bytes without writing any output.
 
     ``on_layer`` sees each model layer as soon as it is hashed and its files match the hub's sha256s;
-    ``spec`` is the already loaded modelcars/NAME.yaml (read here when not given).
+    ``spec`` is the already loaded modelcars/NAME.yaml (read here when not given). The digest
+    cache is saved here, unless the caller passes its own ``cache`` and saves it once its own work
+    (a push) succeeded.
     """
     spec, source, bases, planned = prepare(repo, name, opts, reporter, spec)
-    cache = DigestCache.at(opts.cache if opts.use_digest_cache else None)
+    owned = cache is None
+    cache = cache if cache is not None else open_cache(opts)
     task = reporter.task("hash", sum(t.data_size for t in planned))
 
     def checked(layer: ModelLayer) -> None:
@@ -229,5 +233,11 @@ def build_image(
     layers = hash_layers(planned, cache, opts.workers, task.advance, checked)
     task.finish()
     built = assemble(spec, source, bases, layers)
-    cache.save()
+    if owned:
+        cache.save()
     return built
+
+
+def open_cache(opts: BuildOptions) -> DigestCache:
+    """The digest cache these options ask for (a disabled one with --no-cache)."""
+    return DigestCache.at(opts.cache if opts.use_digest_cache else None)

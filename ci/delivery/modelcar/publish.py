@@ -21,7 +21,7 @@ from delivery.core.console import ProgressReporter
 from delivery.core.errors import ConfigError
 from delivery.modelcar.image import ModelLayer
 from delivery.modelcar.lock import env_repository, write_lock
-from delivery.modelcar.pipeline import BuildOptions, BuiltImage, build_image
+from delivery.modelcar.pipeline import BuildOptions, BuiltImage, build_image, open_cache
 from delivery.modelcar.spec import load_spec
 from delivery.oci.blobs import Blob, BytesBlob
 from delivery.oci.spec import OCI_CONFIG, OCI_INDEX, OCI_LAYER_TAR, OCI_MANIFEST
@@ -92,6 +92,7 @@ def publish(
     *,
     username: str | None = None,
     password: str | None = None,
+    password_origin: str = "",
     parallel: int = 4,
 ) -> PublishResult:
     """Build modelcar ``name`` and push it to environment ``env``'s registry; returns the oci:// URI.
@@ -107,16 +108,25 @@ def publish(
     require_entry(repo, cfg, f"deliver modelcar publish {name}")
     spec = load_spec(repo, name)
     target = env_repository(cfg.registry, spec.repository)
-    credentials = resolve_credentials(target.registry, username=username, password=password)
+    credentials = resolve_credentials(
+        target.registry, username=username, password=password, password_origin=password_origin
+    )
     mounts = _mount_sources(repo, env, target.registry, target.repository)
     blobs: list[dict[str, Any]] = []
     sent = 0
+    cache = open_cache(opts)  # saved only once the image is in the registry
     with (
         RegistryClient(target.registry, credentials) as client,
         ImagePush(client, target.repository, mount_from=mounts, parallel=parallel, progress=reporter) as push,
     ):
         built = build_image(
-            repo, name, opts, reporter, on_layer=lambda layer: push.add(LayerBlob(layer)), spec=spec
+            repo,
+            name,
+            opts,
+            reporter,
+            on_layer=lambda layer: push.add(LayerBlob(layer)),
+            spec=spec,
+            cache=cache,
         )
         single = built.index is None
         for platform, base in built.bases.items():
@@ -137,6 +147,7 @@ def publish(
         if built.index is not None:
             client.put_manifest(target.repository, built.digest, built.index, OCI_INDEX)
             client.put_manifest(target.repository, built.tag, built.index, OCI_INDEX)
+    cache.save()
     written = write_lock(repo, built.lock_data())
     ref = target.with_digest(built.digest)
     entry = record(

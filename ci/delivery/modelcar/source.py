@@ -12,6 +12,7 @@ huggingface_hub's own login store.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -19,9 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from delivery.core.console import redact
-from delivery.core.errors import SourceError
+from delivery.core.errors import BadSourceError, SourceError
 from delivery.core.secrets import read_secret
 from delivery.modelcar.spec import ModelcarSpec
 
@@ -97,7 +99,7 @@ def check_relpath(relpath: str, where: str) -> str:
         or "" in relpath.split("/")
         or any(ord(c) < 32 for c in relpath)
     ):
-        raise SourceError(
+        raise BadSourceError(
             f"unsafe file name {relpath!r} (path traversal or control characters)",
             where=where,
             fix="the source must only hold plain relative paths; remove or rename that file",
@@ -116,13 +118,53 @@ def scan_directory(
     allowed_root: Path | None = None,
     expected: dict[str, tuple[int, str | None]] | None = None,
 ) -> list[SourceFile]:
-    """Selected files under ``root`` (sorted); symlinks may only point inside ``allowed_root``."""
+    """Selected files under ``root`` (sorted); symlinks may only point inside ``allowed_root``.
+
+    Every entry that cannot be read (a directory that cannot be listed, a file without read
+    permission, a name too long) is an error naming it: nothing is silently left out.
+    """
+    try:
+        return _scan(root, spec, allowed_root, expected)
+    except OSError as err:  # a name too long, a loop, an I/O error: name the path, never a traceback
+        raise BadSourceError(
+            f"cannot read the source: {err.strerror or err}",
+            where=_shown(str(err.filename or root)),
+            fix=_fix_for(err),
+        ) from None
+
+
+def _shown(path: str, keep: int = 80) -> str:
+    """A path as an error shows it: whole, or its two ends when it is too long to read."""
+    if len(path) <= 2 * keep:
+        return path
+    return f"{path[:keep]}...{path[-keep:]} ({len(path.encode('utf-8', 'surrogateescape'))} bytes)"
+
+
+def _fix_for(err: OSError) -> str:
+    if err.errno == errno.ENAMETOOLONG:
+        return "use a shorter path (at most PATH_MAX bytes in all, NAME_MAX per name)"
+    if err.errno in (errno.EACCES, errno.EPERM):
+        return "make every file and directory of the source readable by this user (chmod -R u+rX)"
+    return "check the source directory and the disk, then build again"
+
+
+def _raise(err: OSError) -> None:
+    raise err
+
+
+def _scan(
+    root: Path,
+    spec: ModelcarSpec,
+    allowed_root: Path | None,
+    expected: dict[str, tuple[int, str | None]] | None,
+) -> list[SourceFile]:
     root = root.resolve()
     fence = (allowed_root or root).resolve()
     if not root.is_dir():
-        raise SourceError("source directory not found", where=str(root), fix="pass an existing directory")
+        raise BadSourceError("source directory not found", where=str(root), fix="pass an existing directory")
     found: list[SourceFile] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+    # onerror: a directory that cannot be listed is an error, never silently skipped
+    for dirpath, dirnames, filenames in os.walk(root, onerror=_raise, followlinks=False):
         here = Path(dirpath)
         rel_dir = here.relative_to(root).as_posix()
         for d in list(dirnames):
@@ -130,7 +172,7 @@ def scan_directory(
                 dirnames.remove(d)
                 continue
             if (here / d).is_symlink():
-                raise SourceError(
+                raise BadSourceError(
                     "symlinked directory in the source",
                     where=str(here / d),
                     fix="replace the link by a real directory (or remove it)",
@@ -142,7 +184,7 @@ def scan_directory(
                 relpath = (full.relative_to(root)).as_posix()
                 relpath.encode("utf-8")
             except UnicodeEncodeError:
-                raise SourceError(
+                raise BadSourceError(
                     "file name is not valid UTF-8", where=str(full), fix="rename the file"
                 ) from None
             check_relpath(relpath, str(full))
@@ -159,7 +201,7 @@ def _source_file(
     if full.is_symlink():
         target = full.resolve()
         if not _inside(target, fence):
-            raise SourceError(
+            raise BadSourceError(
                 f"symlink {relpath} points outside the source ({os.readlink(full)})",
                 where=str(full),
                 fix="copy the file into the source instead of linking to it",
@@ -167,16 +209,20 @@ def _source_file(
     try:
         st = target.stat()
     except FileNotFoundError:
-        raise SourceError(
+        raise BadSourceError(
             f"{relpath} is a dangling symlink", where=str(full), fix="fetch the file again or remove the link"
         ) from None
     if not stat.S_ISREG(st.st_mode):
-        raise SourceError(
+        raise BadSourceError(
             f"{relpath} is not a regular file", where=str(full), fix="remove it from the source"
+        )
+    if not os.access(target, os.R_OK):
+        raise BadSourceError(
+            f"{relpath} is not readable", where=str(full), fix="make it readable by this user (chmod u+r)"
         )
     want = (expected or {}).get(relpath)
     if want is not None and want[0] != st.st_size:
-        raise SourceError(
+        raise BadSourceError(
             f"{relpath} has {st.st_size} bytes, the hub lists {want[0]}",
             where=str(full),
             fix="the cached file is damaged or truncated: delete it and download again",
@@ -195,7 +241,7 @@ def directory_source(root: Path, spec: ModelcarSpec) -> ModelSource:
 
 def _non_empty(source: ModelSource, spec: ModelcarSpec) -> ModelSource:
     if not source.files:
-        raise SourceError(
+        raise BadSourceError(
             f"no file of {source.root} matches include {list(spec.include)} / exclude {list(spec.excluded)}",
             where=str(spec.path),
             fix="check the include/exclude patterns, or the source directory",
@@ -212,7 +258,7 @@ def _hub_listing(storage: Path, revision: str) -> dict[str, tuple[int, str | Non
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise SourceError(
+        raise BadSourceError(
             f"the cached hub listing is unreadable ({err})",
             where=str(path),
             fix="delete it; the next online download writes it again",
@@ -271,27 +317,48 @@ def huggingface_source(
     return _non_empty(ModelSource("huggingface", Path(snapshot), tuple(files)), spec)
 
 
+def hub_host() -> str:
+    """The hub this process talks to: ``$HF_ENDPOINT``'s host (never its credentials), or huggingface.co."""
+    endpoint = os.environ.get("HF_ENDPOINT", "").strip()
+    if not endpoint:
+        return "huggingface.co"
+    parts = urlsplit(endpoint if "//" in endpoint else f"//{endpoint}")
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    path = parts.path.rstrip("/")
+    return f"{parts.hostname or endpoint}{port}{path}"
+
+
 def _hub_error(
     err: Exception, repo_id: str, revision: str, cache: Path, offline: bool, token: str | None
 ) -> SourceError:
     kind = type(err).__name__
     text = redact(str(err).splitlines()[0] if str(err) else kind, token)
-    where = f"huggingface.co/{repo_id}@{revision}"
-    if offline or kind in {"LocalEntryNotFoundError", "IncompleteSnapshotError", "OfflineModeIsEnabled"}:
+    where = f"{hub_host()}/{repo_id}@{revision}"
+    if offline or kind == "OfflineModeIsEnabled":
         return SourceError(
             f"{repo_id} at {revision} is not (completely) in the HF cache {cache} and the hub is not used "
-            f"({kind})",
+            f"(offline mode; {kind})",
             where=where,
             fix="download it once with network access (unset HF_HUB_OFFLINE), or pass --source DIR",
         )
-    if kind == "RevisionNotFoundError":
+    if kind in {"LocalEntryNotFoundError", "IncompleteSnapshotError"}:  # online, but the hub did not answer
         return SourceError(
+            f"the hub at {hub_host()} could not be reached and {repo_id} at {revision} is not (completely) "
+            f"in the HF cache {cache} ({kind})",
+            where=where,
+            fix="check the network and $HF_ENDPOINT (unset it to use huggingface.co), or pass --source DIR",
+        )
+    if kind == "RevisionNotFoundError":
+        return BadSourceError(
             f"revision {revision} does not exist in {repo_id}",
             where=where,
             fix="copy the full commit id from the repo's history on the hub",
         )
     if kind in {"RepositoryNotFoundError", "GatedRepoError"} or "401" in text or "403" in text:
-        return SourceError(
+        return BadSourceError(
             f"{repo_id} not found or not accessible ({kind})",
             where=where,
             fix="check the repo id; for gated/private repos accept the terms, set HF_TOKEN or HF_TOKEN_FILE",

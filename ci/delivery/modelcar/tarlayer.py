@@ -16,11 +16,12 @@ import hashlib
 import io
 import os
 import tarfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from delivery.core.errors import SourceError
 
@@ -35,6 +36,34 @@ CHUNK = 1 << 20
 END_OF_ARCHIVE = b"\0" * (2 * BLOCK)
 
 Progress = Callable[[int], None]
+
+RACY_NS = 2_000_000_000
+"""A file changed less than this before it was read is "racy" (git's word): file timestamps are
+coarse (a kernel tick; 1-2 s on some filesystems), so a write right after the read could leave
+size, mtime and ctime as they were. Its sha256 is right, but its stat is no key for a cache."""
+
+
+class Hashed(NamedTuple):
+    """One pass over a layer: its digest, each file's sha256, and the stat of each stable file.
+
+    ``seen`` holds, for each file that was not racy, its ``os.fstat`` taken on the open file before
+    its first byte was read (and found unchanged after its last): an identity that any later write
+    changes, so a digest cache may key that sha256 on it.
+    """
+
+    digest: str
+    sums: dict[str, str]
+    seen: dict[str, os.stat_result]
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino, a.st_size, a.st_mtime_ns, a.st_ctime_ns) == (
+        b.st_dev,
+        b.st_ino,
+        b.st_size,
+        b.st_mtime_ns,
+        b.st_ctime_ns,
+    )
 
 
 def _header(name: str, *, directory: bool, size: int = 0) -> bytes:
@@ -144,15 +173,16 @@ class TarLayer:
                 yield b"\0" * pad
         yield END_OF_ARCHIVE
 
-    def digest_and_write(
-        self, out: BinaryIO | None = None, progress: Progress | None = None
-    ) -> tuple[str, dict[str, str]]:
+    def digest_and_write(self, out: BinaryIO | None = None, progress: Progress | None = None) -> Hashed:
         """One pass over the files: the layer digest and each file's sha256 (writing the tar to ``out``).
 
-        Reads into one reused buffer: memory stays at one chunk whatever the file sizes.
+        Reads into one reused buffer: memory stays at one chunk whatever the file sizes. A file
+        written to while it is read (its size, mtime or ctime moved between the ``fstat`` before
+        the first byte and after the last) is an error, never a digest of mixed bytes.
         """
         layer_hash = hashlib.sha256()
         file_sums: dict[str, str] = {}
+        seen: dict[str, os.stat_result] = {}
         buf = bytearray(CHUNK)
         view = memoryview(buf)
         written = 0
@@ -165,6 +195,10 @@ class TarLayer:
                 continue
             file_hash = hashlib.sha256()
             with _open(e.file) as fh:
+                started = time.time_ns()
+                before = os.fstat(fh.fileno())
+                if before.st_size != e.file.size:
+                    raise _changed(e.file, f"has {before.st_size} bytes now")
                 remaining = e.file.size
                 while remaining:
                     n = fh.readinto(view[: min(CHUNK, remaining)])
@@ -180,7 +214,11 @@ class TarLayer:
                         progress(n)
                 if fh.read(1):
                     raise _changed(e.file, "grew since it was planned")
+                if not _same_file(before, os.fstat(fh.fileno())):
+                    raise _changed(e.file, "was written to while it was read")
             file_sums[e.file.arcname] = "sha256:" + file_hash.hexdigest()
+            if started - max(before.st_mtime_ns, before.st_ctime_ns) >= RACY_NS:
+                seen[e.file.arcname] = before
             pad = b"\0" * _padding(e.file.size)
             layer_hash.update(pad)
             if out is not None:
@@ -192,7 +230,7 @@ class TarLayer:
         written += len(END_OF_ARCHIVE)
         if written != self.size:  # pragma: no cover - a bug in size(), never bad input
             raise AssertionError(f"tar size {written} != planned {self.size}")
-        return "sha256:" + layer_hash.hexdigest(), file_sums
+        return Hashed("sha256:" + layer_hash.hexdigest(), file_sums, seen)
 
 
 def _open(f: LayerFile) -> io.FileIO:

@@ -156,9 +156,14 @@ def resolve_credentials(
     *,
     username: str | None = None,
     password: str | None = None,
+    password_origin: str = "",
     docker_config: Path | None = None,
 ) -> Credentials:
-    """Credentials for ``registry``: explicit > docker config > Google ADC (GAR/gcr.io) > anonymous."""
+    """Credentials for ``registry``: explicit > docker config > Google ADC (GAR/gcr.io) > anonymous.
+
+    ``password_origin`` names where an explicit password came from (``--password-file F``,
+    ``$DELIVER_REGISTRY_PASSWORD``) so an auth error points at the right place.
+    """
     if username or password:
         if not (username and password):
             raise ConfigError(
@@ -166,11 +171,12 @@ def resolve_credentials(
                 where=f"credentials for {registry}",
                 fix="give both a username and a password (or neither, to use docker config)",
             )
+        origin = password_origin or "--password"
         return Credentials(
-            source="explicit --username/--password",
+            source=f"--username and the password from {origin}",
             username=username,
             password=password,
-            hint="check --username/--password",
+            hint=f"check --username and the password in {origin}",
         )
     found = from_docker_config(registry, docker_config)
     if found is not None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from delivery.core.errors import DeliveryError, SourceError
+from delivery.core.fsutil import file_mode
 from delivery.oci.blobs import Blob, sha256_digest
 from delivery.oci.spec import ANNOTATION_REF_NAME, Descriptor, index_document
 
@@ -43,13 +44,13 @@ class BlobStore:
         return self.path(digest).is_file()
 
     def temp(self) -> Path:
-        """A fresh ``.partial-*`` file (mode 0644) in the blob directory."""
+        """A fresh ``.partial-*`` file (mode 0666 less the umask) in the blob directory."""
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             fd, name = tempfile.mkstemp(dir=self.dir, prefix=".partial-")
         except OSError as err:
             raise _unwritable(self.dir, err) from None
-        os.fchmod(fd, 0o644)
+        os.fchmod(fd, file_mode())
         os.close(fd)
         return Path(name)
 

@@ -62,11 +62,11 @@ def _credentials(username: str | None, password_file: Path | None, target_host: 
     """
     from delivery.oci.auth import resolve_credentials
 
-    password = registry_password(username, password_file, "promote")
+    password, origin = registry_password(username, password_file, "promote")
 
     def credentials_for(host: str) -> Credentials:
         if host == target_host:
-            return resolve_credentials(host, username=username, password=password)
+            return resolve_credentials(host, username=username, password=password, password_origin=origin)
         return resolve_credentials(host)
 
     return credentials_for

@@ -259,9 +259,9 @@ def _load_binding(plan_file: Path, env: str) -> dict[str, Any]:
             fix=fix,
         ) from None
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ValidationFailed(f"{SIDECAR_FILE} is not valid JSON", where=str(sidecar), fix=fix) from None
+        raise UsageError(f"{SIDECAR_FILE} is not valid JSON", where=str(sidecar), fix=fix) from None
     if not isinstance(binding, dict) or binding.get("format") != SIDECAR_FORMAT:
-        raise ValidationFailed(f"{SIDECAR_FILE} has an unknown format", where=str(sidecar), fix=fix)
+        raise UsageError(f"{SIDECAR_FILE} has an unknown format", where=str(sidecar), fix=fix)
     return binding
 
 
@@ -284,7 +284,7 @@ def verify_binding(plan_file: Path, prepared: Prepared, tool: Tool) -> dict[str,
             fix=replan,
         )
     if binding.get("plan_sha256") != _sha256(plan_file):
-        raise ValidationFailed(
+        raise UsageError(
             "plan file was modified after `deliver plan` saved it (sha256 does not match plan.json)",
             where=where,
             fix=replan,
@@ -306,10 +306,14 @@ def verify_binding(plan_file: Path, prepared: Prepared, tool: Tool) -> dict[str,
 
 
 def gate(summary: PlanSummary, approved: Iterable[str], where: str) -> None:
-    """Every delete and replace needs its address approved; approvals must name such a change."""
+    """Every delete and replace needs its address approved; approvals must name such a change.
+
+    An approval of an address the plan does not delete or replace is a wrong argument (exit 2,
+    with every other problem listed too); unapproved deletes alone are the gate holding (exit 1).
+    """
     destructive = {c.address: c.action for c in summary.destructive}
     approved_set = set(approved)
-    problems = [
+    wrong = [
         Problem(
             where,
             f"approved address {a!r} is not deleted or replaced by this plan",
@@ -317,7 +321,7 @@ def gate(summary: PlanSummary, approved: Iterable[str], where: str) -> None:
         )
         for a in sorted(approved_set - set(destructive))
     ]
-    problems += [
+    held = [
         Problem(
             where,
             f"plan would {destructive[a]} {a} and that was not approved",
@@ -325,7 +329,7 @@ def gate(summary: PlanSummary, approved: Iterable[str], where: str) -> None:
         )
         for a in sorted(set(destructive) - approved_set)
     ]
-    raise_if(problems, ValidationFailed)
+    raise_if(wrong + held, UsageError if wrong else ValidationFailed)
 
 
 def _check_plan_inputs(plan_json: dict[str, Any], prepared: Prepared, where: str) -> None:

@@ -8,7 +8,7 @@ Modules:
   ``check_policies`` for the failing rules, ``check_warnings`` for the warning ones).
 - ``context``: ``EnvContext`` (the env under check and facts derived once) and the manifest helpers.
 - ``images``: ``image-digest``, ``oci-digest``, ``unpublished`` (a warning).
-- ``workloads``: ``secret-data``, ``scale-from-zero``, ``llm-d-gpus``, ``inference-api``,
+- ``workloads``: ``secret-data``, ``object-size``, ``scale-from-zero``, ``llm-d-gpus``, ``inference-api``,
   ``route-pool-namespace``.
 - ``applications``: ``app-project-destination``, ``chart-pin``, ``repo-branch``, ``profile-layers``.
 - ``boundaries``: ``demo-on-request-path``, ``cloud-resource-kind``, ``tofu-provider`` (the

@@ -34,6 +34,7 @@ from delivery.validation.policy.images import image_digest, oci_digest, unpublis
 from delivery.validation.policy.workloads import (
     inference_api,
     llm_d_gpus,
+    object_size,
     route_pool_namespace,
     scale_from_zero,
     secret_data,
@@ -119,6 +120,12 @@ RULES: tuple[Rule, ...] = (
         "secret-data",
         "a `Secret` with `data`/`stringData` in git (values come from ExternalSecrets)",
         secret_data,
+    ),
+    per_manifest(
+        "object-size",
+        "a ConfigMap/Secret whose data is over 1 MiB, annotations over 256 KiB, or any object over "
+        "1.5 MiB: what the API server (or etcd) refuses",
+        object_size,
     ),
     per_manifest(
         "app-project-destination",

@@ -1,8 +1,12 @@
-"""Rules on what runs and serves: Secrets without values, scaling that can wake up from zero, llm-d
-within the GPU pool, and the GA Inference API reached from routes in the pool's own namespace."""
+"""Rules on what runs and serves: Secrets without values, objects the API server accepts, scaling
+that can wake up from zero, llm-d within the GPU pool, and the GA Inference API reached from routes
+in the pool's own namespace."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import re
 from typing import Any
 
@@ -32,6 +36,84 @@ def secret_data(m: Manifest, ctx: EnvContext) -> list[Finding]:
         for key in ("data", "stringData")
         if m.doc.get(key)
     ]
+
+
+# The API server's own limits (k8s.io/kubernetes pkg/apis/core/validation: MaxSecretSize for the
+# data of a ConfigMap or Secret, TotalAnnotationSizeLimitB for an object's annotations) and etcd's
+# default --max-request-bytes (1.5 MiB) for a whole object.
+MAX_DATA_BYTES = 1 << 20
+MAX_ANNOTATION_BYTES = 256 << 10
+MAX_OBJECT_BYTES = 3 << 19
+_MIB = 1 << 20
+
+
+def _decoded_len(value: Any) -> int:
+    """Bytes of a base64 ``data``/``binaryData`` value (its text length when it is not base64)."""
+    text = str(value)
+    try:
+        return len(base64.b64decode(text, validate=True))
+    except (binascii.Error, ValueError):
+        return len(text.encode("utf-8"))
+
+
+def _mapping(node: Any, key: str) -> dict[str, Any]:
+    value = node.get(key) if isinstance(node, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def _data_bytes(m: Manifest) -> int:
+    """What the API server counts against the 1 MiB: every value of the object's data, decoded."""
+    if m.kind == "ConfigMap":
+        text, binary = _mapping(m.doc, "data"), _mapping(m.doc, "binaryData")
+        return sum(len(str(v).encode("utf-8")) for v in text.values()) + sum(
+            _decoded_len(v) for v in binary.values()
+        )
+    data, strings = _mapping(m.doc, "data"), _mapping(m.doc, "stringData")
+    sizes = {str(k): _decoded_len(v) for k, v in data.items()}
+    sizes.update({str(k): len(str(v).encode("utf-8")) for k, v in strings.items()})  # stringData wins
+    return sum(sizes.values())
+
+
+def object_size(m: Manifest, ctx: EnvContext) -> list[Finding]:
+    """``object-size``: objects the API server would refuse for their size, found before a sync fails."""
+    found = []
+    if m.kind in ("ConfigMap", "Secret") and m.api_version == "v1":
+        size = _data_bytes(m)
+        if size > MAX_DATA_BYTES:
+            found.append(
+                finding(
+                    m,
+                    "object-size",
+                    f"{m.kind} data is {size:,} bytes; "
+                    f"the API server refuses more than {MAX_DATA_BYTES:,} (1 MiB)",
+                    "split it into several objects, or ship the content another way (an image, a volume)",
+                    ("data",),
+                )
+            )
+    annotations = _mapping(_mapping(m.doc, "metadata"), "annotations")
+    notes = sum(len(str(k).encode()) + len(str(v).encode()) for k, v in annotations.items())
+    if notes > MAX_ANNOTATION_BYTES:
+        found.append(
+            finding(
+                m,
+                "object-size",
+                f"annotations are {notes:,} bytes; the API server refuses more than {MAX_ANNOTATION_BYTES:,}",
+                "move the content out of annotations (into a ConfigMap or the spec)",
+                ("metadata", "annotations"),
+            )
+        )
+    total = len(json.dumps(m.doc, separators=(",", ":"), default=str).encode("utf-8"))
+    if total > MAX_OBJECT_BYTES:
+        found.append(
+            finding(
+                m,
+                "object-size",
+                f"the object is {total / _MIB:.1f} MiB as JSON; etcd refuses requests over 1.5 MiB",
+                "split it into several objects",
+                ("kind",),
+            )
+        )
+    return found
 
 
 def _survives_zero(trigger: Any) -> bool:
