@@ -28,6 +28,7 @@ _EXTRA_DIRS = [
     Path.home() / "go" / "bin",
     Path(os.environ.get("GOPATH", str(Path.home() / "go"))) / "bin",
     REPO / ".cache" / "bin",
+    REPO / ".venv-scan" / "bin",  # the outside judges (checkov): their own environment, ci/scan/uv.lock
     Path("/usr/sbin"),
 ]
 _ALIASES = {"tofu": ("tofu", "terraform")}

@@ -112,7 +112,11 @@ def test_serving_features_follow_config() -> None:
     assert len(prod) == 1 and prod[0]["apiVersion"] == "serving.kserve.io/v1alpha2"
     assert prod[0]["spec"]["prefill"]["replicas"] == 1  # disaggregated: needs >= 2 GPUs (prod has 4)
     for env in ENVS:
-        isvc = [d for d in _by_kind(REPO, env, "InferenceService") if d["metadata"]["namespace"] == "serving"]
+        isvc = [
+            d
+            for d in _by_kind(REPO, env, "InferenceService")
+            if d["metadata"]["namespace"] == "serving-kserve"
+        ]
         env_var = isvc[0]["spec"]["predictor"]["containers"][0]["env"][0]
         assert env_var["name"] == "STORAGE_URI" and env_var["value"].startswith("oci://")
     demos = [

@@ -26,7 +26,7 @@ LAYERS = "clusters/{env}/layers"
 VLLM = "clusters/dev/layers/components/serving/raw-vllm/deployment-serving-raw-vllm.yaml"
 ISVC = (
     "clusters/dev/layers/components/serving/kserve-modelcar/"
-    "inferenceservice-serving-qwen2.5-0.5b-instruct-kserve.yaml"
+    "inferenceservice-serving-kserve-qwen2.5-0.5b-instruct-kserve.yaml"
 )
 VLLM_IMAGE = (
     "vllm/vllm-openai:v0.23.0@sha256:6d8429e38e3747723ca07ee1b17972e09bb9c51c4032b266f24fb1cc3b22ed8f"
@@ -109,7 +109,7 @@ def test_images_in_chart_values_are_checked(repo_copy: Path) -> None:
 def test_oci_model_reference_without_digest(repo_copy: Path) -> None:
     edit(repo_copy, ISVC, "qwen2.5-0.5b-instruct@sha256:" + "0" * 64, "qwen2.5-0.5b-instruct:latest")
     (f,) = only(repo_copy, "dev", "oci-digest")
-    assert f.resource == "InferenceService/serving/qwen2.5-0.5b-instruct-kserve"
+    assert f.resource == "InferenceService/serving-kserve/qwen2.5-0.5b-instruct-kserve"
     assert f.path == "/spec/predictor/containers/0/env/0/value"
     assert "qwen2.5-0.5b-instruct:latest' is not pinned by digest" in f.message
 
@@ -276,6 +276,211 @@ def test_objects_the_api_server_refuses_for_their_size(repo_copy: Path) -> None:
     )
     (f,) = [f for f in only(repo_copy, "dev", "object-size") if f.resource == "Secret/keda/big"]
     assert f.message.startswith(f"Secret data is {1200 << 10:,} bytes") and "split it" in f.fix
+
+
+# --- the request path as the only path (NetworkPolicies) and restricted pods -------------------------
+
+SERVING_POLICIES = "clusters/dev/layers/components/serving/serving-namespaces"
+GATEWAY_POLICIES = "clusters/dev/layers/components/routing/inference-gateway"
+VLLM = "clusters/dev/layers/components/serving/raw-vllm/deployment-serving-raw-vllm.yaml"
+
+
+def _policy(name: str, namespace: str, ingress: str, types: str = "[Ingress]") -> str:
+    return (
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n"
+        f"metadata: {{name: {name}, namespace: {namespace}}}\n"
+        f"spec:\n  podSelector: {{}}\n  policyTypes: {types}\n  ingress:\n{ingress}"
+    )
+
+
+def test_the_shipped_policies_let_in_exactly_the_request_path() -> None:
+    """What the rendered NetworkPolicies open, computed from them, is the glossary's graph."""
+    from delivery.config import load_env
+    from delivery.validation.manifests import load_env_manifests
+    from delivery.validation.policy.network import openings
+
+    manifests = load_env_manifests(REPO, "prod")
+    opened = {
+        (o.source, m.namespace, tuple(sorted(o.ports)) if o.ports else None)
+        for m in manifests
+        if m.kind == "NetworkPolicy"
+        for o in openings(m)
+    }
+    assert load_env(REPO, "prod").features.kserve and load_env(REPO, "prod").features.llm_d
+    assert opened == {
+        ("inference", "serving", (8000, 9002)),  # the gateway -> vLLM and the EPP
+        ("serving", "serving", (8000,)),  # the EPP scrapes vLLM
+        ("monitoring", "serving", (8000, 9090)),
+        ("inference", "serving-kserve", (8080,)),
+        ("monitoring", "serving-kserve", (8080,)),
+        ("llm-gateway", "inference", None),  # LiteLLM -> the gateway
+        ("monitoring", "inference", (15020,)),
+        ("*", "kserve", (9443,)),  # the API server's webhook calls
+        ("monitoring", "kserve", None),
+        ("inference", "llm-d", None),  # prod has llm-d: the gateway -> its scheduler and servers
+        ("llm-d", "llm-d", None),  # prefill <-> decode
+        ("monitoring", "llm-d", None),
+    }
+    assert not [f for f in findings(REPO, "prod") if f.check in ("request-path", "pod-security")]
+
+
+@pytest.mark.parametrize(
+    ("namespace", "ingress", "expected"),
+    [
+        (
+            "serving",
+            "    - from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: demo-tenant-a}}}]"
+            "\n",
+            "lets namespace demo-tenant-a reach serving on every port",
+        ),
+        ("inference", "    - {}\n", "lets any namespace (a demo tenant's too) reach inference on every port"),
+        (
+            "serving",
+            "    - from: [{namespaceSelector: {matchLabels: {llm-platform/layer: routing}}}]\n",
+            "selects namespaces by a label their owners can set",
+        ),
+        (
+            "serving",
+            "    - from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: llm-gateway}}}]\n",
+            "lets namespace llm-gateway reach serving on every port",  # LiteLLM around the gateway
+        ),
+        (
+            "serving",
+            "    - from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}}}]\n"
+            "      ports: [{port: 22}]\n",
+            "lets namespace monitoring reach serving on port 22",
+        ),
+        ("serving", "    - from: [{ipBlock: {cidr: 10.0.0.0/8}}]\n", "lets any namespace"),
+        (
+            "serving",
+            "    - from: [{podSelector: {}}]\n      ports: [{port: 9000, endPort: 9001}]\n",
+            "lets namespace serving reach serving on port 9000, 9001",
+        ),
+        (
+            "serving",
+            "    - from: [{namespaceSelector: {}}]\n      ports: [{port: http}]\n",
+            "lets any namespace (a demo tenant's too) reach serving on every port",
+        ),
+    ],
+    ids=[
+        "tenant-to-vllm",
+        "any-to-gateway",
+        "spoofable-label",
+        "litellm-bypass",
+        "wrong-port",
+        "ipblock",
+        "own-namespace-other-port",
+        "named-port-any-namespace",
+    ],
+)
+def test_a_hole_in_the_request_path_is_found(
+    repo_copy: Path, namespace: str, ingress: str, expected: str
+) -> None:
+    rel = f"{SERVING_POLICIES}/networkpolicy-{namespace}-hole.yaml"
+    add(repo_copy, rel, _policy("hole", namespace, ingress))
+    (f,) = only(repo_copy, "dev", "request-path")
+    assert (f.file, f.resource) == (rel, f"NetworkPolicy/{namespace}/hole")
+    assert expected in f.message and "not an edge of the request path" in f.message, f.message
+    assert f.path.startswith("/spec/ingress/0") and "LiteLLM -> the gateway" in f.fix
+
+
+def test_egress_policies_and_allowed_edges_are_not_holes(repo_copy: Path) -> None:
+    add(
+        repo_copy,
+        f"{SERVING_POLICIES}/networkpolicy-serving-egress.yaml",
+        _policy("egress", "serving", "    - {}\n", "[Egress]").replace("ingress:", "egress:"),
+    )
+    add(
+        repo_copy,
+        f"{SERVING_POLICIES}/networkpolicy-serving-again.yaml",
+        _policy(
+            "again",
+            "serving",
+            "    - from: [{namespaceSelector: {matchExpressions: [{key: kubernetes.io/metadata.name, "
+            "operator: In, values: [inference]}]}}]\n      ports: [{port: 8000}]\n",
+        ),
+    )
+    assert only(repo_copy, "dev", "request-path") == []
+
+
+@pytest.mark.parametrize("namespace", ["serving", "inference", "kserve"])
+def test_a_request_path_namespace_without_default_deny_is_found(repo_copy: Path, namespace: str) -> None:
+    folder = GATEWAY_POLICIES if namespace == "inference" else SERVING_POLICIES
+    (repo_copy / folder / f"networkpolicy-{namespace}-default-deny-ingress.yaml").unlink()
+    (f,) = only(repo_copy, "dev", "request-path")
+    assert f.resource == f"Namespace/{namespace}" and "no default-deny ingress NetworkPolicy" in f.message
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            "            capabilities:\n              drop:\n                - ALL\n",
+            "",
+            "container modelcar does not drop ALL capabilities",
+        ),
+        (
+            "            allowPrivilegeEscalation: false\n",
+            "            allowPrivilegeEscalation: true\n",
+            "container modelcar may escalate privileges",
+        ),
+        (
+            "      shareProcessNamespace: true\n",
+            "      shareProcessNamespace: true\n      hostNetwork: true\n",
+            "hostNetwork is set",
+        ),
+        (
+            "        - name: model-link\n          emptyDir: {}\n",
+            "        - name: model-link\n          hostPath: {path: /var/lib}\n",
+            "volume type hostPath",
+        ),
+        ("            runAsUser: 65532\n", "            runAsUser: 0\n", "container modelcar runs as uid 0"),
+        (
+            "        seccompProfile:\n          type: RuntimeDefault\n      initContainers:",
+            "      initContainers:",
+            None,
+        ),  # the containers still carry their own profile: fine
+    ],
+    ids=["caps", "escalation", "host-network", "host-path", "root", "pod-seccomp-only"],
+)
+def test_a_pod_we_render_that_is_not_restricted_is_found(
+    repo_copy: Path, old: str, new: str, expected: str | None
+) -> None:
+    edit(repo_copy, VLLM, old, new)
+    got = only(repo_copy, "dev", "pod-security")
+    if expected is None:
+        assert got == []
+        return
+    assert got and all(f.resource == "Deployment/serving/raw-vllm" for f in got)
+    assert any(expected in f.message for f in got), [f.message for f in got]
+
+
+def test_namespace_levels_and_kserve_pods(repo_copy: Path) -> None:
+    serving = f"{SERVING_POLICIES}/namespace-serving.yaml"
+    edit(
+        repo_copy,
+        serving,
+        "pod-security.kubernetes.io/enforce: restricted",
+        "pod-security.kubernetes.io/enforce: baseline",
+    )
+    (f,) = only(repo_copy, "dev", "pod-security")
+    assert (
+        f.resource == "Namespace/serving" and "only pods we render run there: enforce restricted" in f.message
+    )
+    edit(repo_copy, serving, "    pod-security.kubernetes.io/enforce: baseline\n", "")
+    (f,) = only(repo_copy, "dev", "pod-security")
+    assert "enforces no Pod Security level" in f.message
+    edit(repo_copy, serving, "  labels:\n", "  labels:\n    pod-security.kubernetes.io/enforce: restricted\n")
+    isvc = "clusters/dev/layers/components/demos/kserve-cpu-demo/"
+    isvc += "inferenceservice-demos-qwen2.5-0.5b-instruct-cpu.yaml"
+    edit(
+        repo_copy, isvc, "      runAsNonRoot: true\n      seccompProfile:\n        type: RuntimeDefault\n", ""
+    )
+    got = only(repo_copy, "dev", "pod-security")
+    assert {f.message for f in got} == {
+        "the predictor pod may run as root (securityContext.runAsNonRoot)",
+        "the predictor pod has no RuntimeDefault seccomp profile",
+    }
 
 
 def test_application_without_project_or_destination(repo_copy: Path) -> None:
@@ -551,7 +756,10 @@ def test_unpublished_is_a_warning_on_every_reference(repo_copy: Path) -> None:
     assert {f.status for f in got} == {Status.WARNING}
     assert [(f.resource, f.path) for f in got] == [
         ("InferenceService/demos/qwen2.5-0.5b-instruct-cpu", "/spec/predictor/containers/0/env/0/value"),
-        ("InferenceService/serving/qwen2.5-0.5b-instruct-kserve", "/spec/predictor/containers/0/env/0/value"),
+        (
+            "InferenceService/serving-kserve/qwen2.5-0.5b-instruct-kserve",
+            "/spec/predictor/containers/0/env/0/value",
+        ),
         ("Deployment/serving/raw-vllm", "/spec/template/spec/initContainers/0/image"),
     ]
     assert got[2].check == "unpublished" and (got[2].message, got[2].fix) == (

@@ -12,8 +12,17 @@ from delivery.gitops.builder import (
     object_meta,
     served_model_name,
 )
-from delivery.gitops.conventions import DEMO_LABEL, DEMO_TENANTS, DEMOS_NS, GPU_QUEUE, KUEUE_MANAGED_LABEL
+from delivery.gitops.conventions import (
+    BASELINE,
+    DEMO_LABEL,
+    DEMO_TENANTS,
+    DEMOS_NS,
+    GPU_QUEUE,
+    KUEUE_MANAGED_LABEL,
+    RESTRICTED,
+)
 from delivery.gitops.pins import Pins
+from delivery.gitops.security import pss_labels
 from delivery.gitops.serving import kserve_isvc
 
 
@@ -25,7 +34,12 @@ def demos_layer(cfg: EnvConfig, pins: Pins, car: Modelcar) -> LayerBuild:
     demo = {DEMO_LABEL: "true"}
     tenants: list[dict[str, Any]] = []
     for tenant in DEMO_TENANTS:
-        tenants.append(namespace_doc(cfg, "demos", tenant, **demo, **{KUEUE_MANAGED_LABEL: "true"}))
+        # a tenant's own pods run restricted: nothing we ship runs there
+        tenants.append(
+            namespace_doc(
+                cfg, "demos", tenant, **demo, **{KUEUE_MANAGED_LABEL: "true"}, **pss_labels(cfg, RESTRICTED)
+            )
+        )
         tenants.append(
             {
                 "apiVersion": "kueue.x-k8s.io/v1beta2",
@@ -39,5 +53,7 @@ def demos_layer(cfg: EnvConfig, pins: Pins, car: Modelcar) -> LayerBuild:
         isvc = kserve_isvc(
             cfg, "demos", f"{served_model_name(cfg)}-cpu", DEMOS_NS, pins.image("vllm-cpu"), car, gpu=False
         )
-        b.git_app("kserve-cpu-demo", DEMOS_NS, 1, [namespace_doc(cfg, "demos", DEMOS_NS, **demo), isvc])
+        # the CPU demo is a KServe pod (its container security context is KServe's): baseline enforced
+        ns = namespace_doc(cfg, "demos", DEMOS_NS, **demo, **pss_labels(cfg, BASELINE))
+        b.git_app("kserve-cpu-demo", DEMOS_NS, 1, [ns, isvc])
     return b

@@ -11,6 +11,7 @@ from delivery.gitops.builder import (
 )
 from delivery.gitops.conventions import (
     AGENTGATEWAY_METRICS_PORT,
+    BASELINE,
     GATEWAY_NAME,
     GATEWAY_NS,
     LLMD_NS,
@@ -21,6 +22,7 @@ from delivery.gitops.conventions import (
     VLLM_PORT,
 )
 from delivery.gitops.pins import Pins
+from delivery.gitops.security import network_policies, pss_labels
 
 
 def routing_layer(cfg: EnvConfig, pins: Pins) -> LayerBuild:
@@ -37,7 +39,10 @@ def routing_layer(cfg: EnvConfig, pins: Pins) -> LayerBuild:
         {"inferenceExtension": {"enabled": True}},
     )
     gateway_docs = [
-        namespace_doc(cfg, "routing", GATEWAY_NS),
+        # the gateway's proxy pods are made by the agentgateway controller: baseline enforced,
+        # restricted warned and audited
+        namespace_doc(cfg, "routing", GATEWAY_NS, **pss_labels(cfg, BASELINE)),
+        *network_policies(cfg, "routing", GATEWAY_NS),
         {
             "apiVersion": "gateway.networking.k8s.io/v1",
             "kind": "Gateway",

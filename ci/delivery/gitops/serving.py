@@ -16,31 +16,43 @@ from delivery.gitops.builder import (
     served_model_name,
 )
 from delivery.gitops.conventions import (
+    BASELINE,
     DEMO_LABEL,
     GATEWAY_NAME,
     GATEWAY_NS,
     GPU_QUEUE,
+    KSERVE_NS,
+    KSERVE_SERVING_NS,
     KUEUE_MANAGED_LABEL,
     LLMD_NS,
     MODELCAR_MOUNT,
     PROMETHEUS_URL,
+    RESTRICTED,
     SERVING_NS,
     VLLM_NAME,
     VLLM_PORT,
     layers_for,
+    request_path,
 )
 from delivery.gitops.pins import Pins
+from delivery.gitops.security import (
+    RUN_AS,
+    model_server_egress,
+    network_policies,
+    pss_labels,
+    restricted_container,
+    restricted_pod,
+)
 
 
 def _vllm_deployment(cfg: EnvConfig, pins: Pins, car: Modelcar) -> dict[str, Any]:
     labels = {"app.kubernetes.io/name": VLLM_NAME}
     model_link = {"name": "model-link", "mountPath": MODELCAR_MOUNT}
-    as_user = {
-        "runAsUser": 65532,
-        "runAsGroup": 65532,
-        "runAsNonRoot": True,
-        "allowPrivilegeEscalation": False,
-    }
+    # Pod Security "restricted", read-only root, no capabilities. Both containers need the same uid
+    # and the same (empty) capability set: vLLM reads the modelcar's files through
+    # /proc/<pid>/root, which the kernel allows only between processes of the same user and whose
+    # capabilities the reader's include (kserve/kserve#4995).
+    secure = restricted_container()
     spec: dict[str, Any] = {
         "strategy": {"type": "Recreate"},
         "selector": {"matchLabels": labels},
@@ -50,6 +62,8 @@ def _vllm_deployment(cfg: EnvConfig, pins: Pins, car: Modelcar) -> dict[str, Any
                 # The modelcar runs as a native sidecar and links its /models into the shared /mnt; vLLM
                 # reads /mnt/models through the shared process namespace (KServe's modelcar mechanism).
                 "shareProcessNamespace": True,
+                "automountServiceAccountToken": False,  # neither container talks to the API server
+                "securityContext": restricted_pod(),
                 "initContainers": [
                     {
                         "name": "modelcar",
@@ -62,8 +76,11 @@ def _vllm_deployment(cfg: EnvConfig, pins: Pins, car: Modelcar) -> dict[str, Any
                             "periodSeconds": 2,
                             "failureThreshold": 150,
                         },
-                        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
-                        "securityContext": as_user,
+                        "resources": {
+                            "requests": {"cpu": "10m", "memory": "16Mi"},
+                            "limits": {"cpu": "100m", "memory": "64Mi"},
+                        },
+                        "securityContext": secure,
                     }
                 ],
                 "containers": [
@@ -78,6 +95,10 @@ def _vllm_deployment(cfg: EnvConfig, pins: Pins, car: Modelcar) -> dict[str, Any
                         ],
                         "env": [
                             {"name": "HOME", "value": "/tmp"},
+                            # the weights are local and egress is DNS only: never try the hub or telemetry
+                            {"name": "HF_HUB_OFFLINE", "value": "1"},
+                            {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
+                            {"name": "DO_NOT_TRACK", "value": "1"},
                             {
                                 "name": "VLLM_API_KEY",
                                 "valueFrom": {"secretKeyRef": {"name": "vllm-api-key", "key": "api-key"}},
@@ -93,16 +114,23 @@ def _vllm_deployment(cfg: EnvConfig, pins: Pins, car: Modelcar) -> dict[str, Any
                             "periodSeconds": 5,
                             "failureThreshold": 120,
                         },
+                        # after the startup probe passed: a wedged engine is restarted, a slow one is not
+                        "livenessProbe": {
+                            "httpGet": {"path": "/health", "port": "http"},
+                            "periodSeconds": 10,
+                            "timeoutSeconds": 5,
+                            "failureThreshold": 6,
+                        },
                         "resources": {
                             "requests": {"cpu": "2", "memory": "12Gi", "nvidia.com/gpu": "1"},
-                            "limits": {"memory": "24Gi", "nvidia.com/gpu": "1"},
+                            "limits": {"cpu": "8", "memory": "24Gi", "nvidia.com/gpu": "1"},
                         },
                         "volumeMounts": [
                             model_link,
                             {"name": "tmp", "mountPath": "/tmp"},
                             {"name": "dshm", "mountPath": "/dev/shm"},
                         ],
-                        "securityContext": as_user,
+                        "securityContext": secure,
                     }
                 ],
                 "volumes": [
@@ -192,6 +220,10 @@ def kserve_isvc(
     predictor: dict[str, Any] = {
         "minReplicas": 0,
         "maxReplicas": cfg.serving.max_replicas if gpu else 1,
+        # KServe's modelcar webhook replaces kserve-container's securityContext with runAsUser only
+        # (uidModelcar): what holds is the pod-level part, so its namespace can only enforce baseline
+        "securityContext": restricted_pod(),
+        "automountServiceAccountToken": False,
         # custom-container form: the webhook rejects `model` together with `containers`, so the modelcar
         # is named by the STORAGE_URI env var of kserve-container (KServe injects the modelcar sidecar)
         "containers": [
@@ -205,6 +237,7 @@ def kserve_isvc(
                 ],
                 "env": [{"name": "STORAGE_URI", "value": car.oci_uri}],
                 "resources": resources,
+                "securityContext": restricted_container(),
             }
         ],
     }
@@ -246,37 +279,48 @@ def _llm_inference_service(cfg: EnvConfig, car: Modelcar, with_gateway: bool) ->
     }
 
 
+def _namespaces(cfg: EnvConfig) -> list[dict[str, Any]]:
+    """The serving namespaces with their Pod Security labels, and the request path's NetworkPolicies
+    for them (and for KServe's namespace, which Argo CD creates)."""
+    # restricted is enforced where only pods we render run (raw vLLM and its modelcar); KServe's
+    # pods (their container security context rewritten by KServe's webhook) and llm-d's (made by its
+    # controller) live apart and can only be held to baseline: there restricted is warned and audited
+    queued = {KUEUE_MANAGED_LABEL: "true"}
+    docs = [namespace_doc(cfg, "serving", SERVING_NS, **queued, **pss_labels(cfg, RESTRICTED))]
+    if cfg.features.kserve:
+        docs.append(namespace_doc(cfg, "serving", KSERVE_SERVING_NS, **queued, **pss_labels(cfg, BASELINE)))
+    if cfg.features.llm_d:
+        docs.append(namespace_doc(cfg, "serving", LLMD_NS, **queued, **pss_labels(cfg, BASELINE)))
+    for ns in request_path(cfg):
+        if ns in (SERVING_NS, KSERVE_SERVING_NS, LLMD_NS, KSERVE_NS):
+            docs += network_policies(cfg, "serving", ns)
+    docs.append(model_server_egress(cfg, "serving", SERVING_NS, {"app.kubernetes.io/name": VLLM_NAME}))
+    return docs
+
+
 def serving_layer(cfg: EnvConfig, pins: Pins, car: Modelcar) -> LayerBuild:
     """Raw vLLM on the modelcar (default), KServe modelcar ISVC (features.kserve), llm-d (features.llm-d)."""
     b = LayerBuild(cfg, "serving", [], {})
-    b.git_app(
-        "serving-namespaces",
-        SERVING_NS,
-        -5,
-        [
-            namespace_doc(cfg, "serving", ns, **{KUEUE_MANAGED_LABEL: "true"})
-            for ns in ([SERVING_NS, LLMD_NS] if cfg.features.llm_d else [SERVING_NS])
-        ],
-    )
+    b.git_app("serving-namespaces", SERVING_NS, -5, _namespaces(cfg))
     if cfg.features.kserve or cfg.features.llm_d:
-        b.helm_app("kserve-crd", pins.chart("kserve-crd"), "kserve", -3, server_side=True)
+        b.helm_app("kserve-crd", pins.chart("kserve-crd"), KSERVE_NS, -3, server_side=True)
         b.helm_app(
             "kserve",
             pins.chart("kserve-resources"),
-            "kserve",
+            KSERVE_NS,
             -2,
             {
                 "kserve": {
                     "controller": {"deploymentMode": "Standard"},
-                    "storage": {"enableModelcar": True, "uidModelcar": 65532},
+                    "storage": {"enableModelcar": True, "uidModelcar": RUN_AS},
                 }
             },
         )
     if cfg.features.llm_d:
-        b.helm_app("kserve-llmisvc-crd", pins.chart("kserve-llmisvc-crd"), "kserve", -3, server_side=True)
+        b.helm_app("kserve-llmisvc-crd", pins.chart("kserve-llmisvc-crd"), KSERVE_NS, -3, server_side=True)
         # the GIE CRDs come from the platform layer (pinned), so the chart must not bring its own
         b.helm_app(
-            "kserve-llmisvc", pins.chart("kserve-llmisvc-resources"), "kserve", -2, {"createGIECRDs": False}
+            "kserve-llmisvc", pins.chart("kserve-llmisvc-resources"), KSERVE_NS, -2, {"createGIECRDs": False}
         )
     vllm_docs: list[dict[str, Any]] = [
         external_secret(cfg, "serving", "vllm-api-key", SERVING_NS, {"api-key": "vllm-api-key"}),
@@ -316,9 +360,22 @@ def serving_layer(cfg: EnvConfig, pins: Pins, car: Modelcar) -> LayerBuild:
     b.git_app("raw-vllm", SERVING_NS, 1, vllm_docs, ignore_differences=ignore)
     if cfg.features.kserve:
         isvc = kserve_isvc(
-            cfg, "serving", f"{served_model_name(cfg)}-kserve", SERVING_NS, pins.image("vllm"), car, gpu=True
+            cfg,
+            "serving",
+            f"{served_model_name(cfg)}-kserve",
+            KSERVE_SERVING_NS,
+            pins.image("vllm"),
+            car,
+            gpu=True,
         )
-        b.git_app("kserve-modelcar", SERVING_NS, 1, [isvc])
+        kserve_queue = {
+            # GPU batch work beside KServe's servers queues on the same ClusterQueue (as in serving)
+            "apiVersion": "kueue.x-k8s.io/v1beta2",
+            "kind": "LocalQueue",
+            "metadata": object_meta(cfg, "serving", GPU_QUEUE, KSERVE_SERVING_NS),
+            "spec": {"clusterQueue": GPU_QUEUE},
+        }
+        b.git_app("kserve-modelcar", KSERVE_SERVING_NS, 1, [kserve_queue, isvc])
     if cfg.features.llm_d:
         with_gateway = "routing" in layers_for(cfg.profile)
         llmd_queue = {

@@ -113,7 +113,9 @@ def _resolve_layout(text: str, platforms: tuple[str, ...], repo: Path) -> dict[s
                 f"blob {d} missing from the layout", where=str(root), fix="rebuild it"
             ) from None
         if sha256_digest(data) != d:
-            raise BadSourceError(f"blob {d} in the layout is corrupt", where=str(root), fix="rebuild the layout")
+            raise BadSourceError(
+                f"blob {d} in the layout is corrupt", where=str(root), fix="rebuild the layout"
+            )
         return data
 
     def blob(desc: Descriptor) -> Blob:

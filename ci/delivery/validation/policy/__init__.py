@@ -11,6 +11,7 @@ Modules:
 - ``workloads``: ``secret-data``, ``object-size``, ``scale-from-zero``, ``llm-d-gpus``, ``inference-api``,
   ``route-pool-namespace``.
 - ``applications``: ``app-project-destination``, ``chart-pin``, ``repo-branch``, ``profile-layers``.
+- ``network``: ``request-path`` (who may reach the model servers and the gateway), ``pod-security``.
 - ``boundaries``: ``demo-on-request-path``, ``cloud-resource-kind``, ``tofu-provider`` (the
   substrate's own HCL rule over tofu/).
 """

@@ -31,6 +31,7 @@ from delivery.validation.policy.applications import (
 from delivery.validation.policy.boundaries import cloud_resource_kind, demo_on_request_path, tofu_provider
 from delivery.validation.policy.context import EnvContext
 from delivery.validation.policy.images import image_digest, oci_digest, unpublished
+from delivery.validation.policy.network import pod_security, request_path_rule
 from delivery.validation.policy.workloads import (
     inference_api,
     llm_d_gpus,
@@ -120,6 +121,19 @@ RULES: tuple[Rule, ...] = (
         "secret-data",
         "a `Secret` with `data`/`stringData` in git (values come from ExternalSecrets)",
         secret_data,
+    ),
+    per_env(
+        "request-path",
+        "a NetworkPolicy letting a namespace outside the request path's graph reach the model servers, the "
+        "gateway or KServe (or selecting namespaces by a label tenants can set), or a namespace on the "
+        "path without default-deny ingress",
+        request_path_rule,
+    ),
+    per_manifest(
+        "pod-security",
+        "a pod we render that is not Pod Security `restricted`, an InferenceService pod without "
+        "runAsNonRoot/seccomp, a namespace without an enforce level (restricted where only our pods run)",
+        pod_security,
     ),
     per_manifest(
         "object-size",
