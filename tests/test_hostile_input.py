@@ -544,7 +544,8 @@ def test_a_failed_publish_leaves_the_digest_cache_as_it_was(
     point_env_at(repo_copy, "dev", f"127.0.0.1:{free_port()}")  # nothing listens there
     cache = tmp_path / "cache"
     res = deliver(
-        "modelcar", "publish", "tiny", "--env", "dev", "--source", str(src), "--cache-dir", str(cache),
+        "modelcar", "publish", "tiny", "--env", "dev",
+        "--allow-unverified-source", "--source", str(src), "--cache-dir", str(cache),
         repo=repo_copy,
     )  # fmt: skip
     assert res.code == EXIT_FAILED, res.err
@@ -599,7 +600,17 @@ def test_a_refused_password_names_where_it_came_from(
 ) -> None:
     src = _tiny(repo_copy, busybox_base, tmp_path)
     point_env_at(repo_copy, "dev", auth_registry.host)
-    argv = ["modelcar", "publish", "tiny", "--env", "dev", "--source", str(src), "--no-cache"]
+    argv = [
+        "modelcar",
+        "publish",
+        "tiny",
+        "--env",
+        "dev",
+        "--allow-unverified-source",
+        "--source",
+        str(src),
+        "--no-cache",
+    ]
     argv += ["--username", auth_registry.username]
     monkeypatch.setenv("DELIVER_REGISTRY_PASSWORD", "wrong-from-env")
     res = deliver(*argv, repo=repo_copy)

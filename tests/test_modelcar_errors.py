@@ -136,7 +136,17 @@ def test_verify_without_a_lock_and_publish_to_an_unknown_env(
     src = str(small_model(tmp_path / "m"))
     nolock = deliver("modelcar", "verify", "tiny", "--source", src, repo=repo_copy)
     assert nolock.code == 2 and "has no lock yet" in nolock.err
-    env = deliver("modelcar", "publish", "tiny", "--env", "qa", "--source", src, repo=repo_copy)
+    env = deliver(
+        "modelcar",
+        "publish",
+        "tiny",
+        "--env",
+        "qa",
+        "--allow-unverified-source",
+        "--source",
+        src,
+        repo=repo_copy,
+    )
     assert env.code == 2 and "unknown environment 'qa'" in env.err
 
 
@@ -147,7 +157,8 @@ def test_registry_401_pushes_nothing(
     point_env_at(repo_copy, "dev", auth_registry.host)
     src = str(small_model(tmp_path / "m"))
     result = deliver(
-        "modelcar", "publish", "tiny", "--env", "dev", "--source", src, "--cache-dir", str(tmp_path / "c"),
+        "modelcar", "publish", "tiny", "--env", "dev",
+        "--allow-unverified-source", "--source", src, "--cache-dir", str(tmp_path / "c"),
         repo=repo_copy,
     )  # fmt: skip
     assert result.code == 1
@@ -162,7 +173,7 @@ def test_registry_401_pushes_nothing(
     os.environ["DELIVER_REGISTRY_PASSWORD"] = auth_registry.password
     try:
         ok = deliver(
-            "modelcar", "publish", "tiny", "--env", "dev", "--source", src,
+            "modelcar", "publish", "tiny", "--env", "dev", "--allow-unverified-source", "--source", src,
             "--username", auth_registry.username, "--cache-dir", str(tmp_path / "c"), "--json",
             repo=repo_copy,
         )  # fmt: skip
@@ -220,7 +231,8 @@ def test_registry_500_fails_cleanly_after_retries(
     monkeypatch.setenv("DELIVER_REGISTRY_RETRIES", "2")
     monkeypatch.setenv("DELIVER_REGISTRY_BACKOFF", "0.01")  # the documented knob: no 20 s of backoff
     result = deliver(
-        "modelcar", "publish", "tiny", "--env", "dev", "--source", str(small_model(tmp_path / "m")),
+        "modelcar", "publish", "tiny", "--env", "dev",
+        "--allow-unverified-source", "--source", str(small_model(tmp_path / "m")),
         "--cache-dir", str(tmp_path / "c"), repo=repo_copy,
     )  # fmt: skip
     assert result.code == 1
@@ -237,7 +249,8 @@ def test_a_bad_retry_setting_is_one_clear_error(
     point_env_at(repo_copy, "dev", "127.0.0.1:9")
     monkeypatch.setenv("DELIVER_REGISTRY_BACKOFF", "soon")
     result = deliver(
-        "modelcar", "publish", "tiny", "--env", "dev", "--source", str(small_model(tmp_path / "m")),
+        "modelcar", "publish", "tiny", "--env", "dev",
+        "--allow-unverified-source", "--source", str(small_model(tmp_path / "m")),
         "--cache-dir", str(tmp_path / "c"), repo=repo_copy,
     )  # fmt: skip
     assert result.code == 2, result.err
@@ -251,7 +264,17 @@ def test_parallel_bounds_concurrent_uploads_and_rejects_nonsense(
 ) -> None:
     src = str(small_model(tmp_path / "m"))
     bad = deliver(
-        "modelcar", "publish", "tiny", "--env", "dev", "--source", src, "--parallel", "0", repo=repo_copy
+        "modelcar",
+        "publish",
+        "tiny",
+        "--env",
+        "dev",
+        "--allow-unverified-source",
+        "--source",
+        src,
+        "--parallel",
+        "0",
+        repo=repo_copy,
     )
     assert bad.code == 2 and "--parallel" in bad.err
     for parallel in (1, 2):
@@ -264,7 +287,8 @@ def test_parallel_bounds_concurrent_uploads_and_rejects_nonsense(
             proxy.add(Fault("throttle", method="PUT", path="/blobs/uploads/", times=-1, delay_per_mib=0.3))
             point_env_at(repo_copy, "dev", proxy.host)
             ok = deliver(
-                "modelcar", "publish", "tiny", "--env", "dev", "--source", src, "--parallel", str(parallel),
+                "modelcar", "publish", "tiny", "--env", "dev",
+                "--allow-unverified-source", "--source", src, "--parallel", str(parallel),
                 "--cache-dir", str(tmp_path / "c"), "--json", repo=repo_copy,
             )  # fmt: skip
             assert ok.code == 0, ok.err
@@ -340,7 +364,16 @@ def test_half_given_registry_credentials_are_one_clear_error(
         else:
             monkeypatch.delenv("DELIVER_REGISTRY_PASSWORD", raising=False)
         result = deliver(
-            "modelcar", "publish", "tiny", "--env", "dev", "--source", src, *args, repo=repo_copy
+            "modelcar",
+            "publish",
+            "tiny",
+            "--env",
+            "dev",
+            "--allow-unverified-source",
+            "--source",
+            src,
+            *args,
+            repo=repo_copy,
         )
         assert result.code == 2, (case, result.err)
         assert expected in result.err and "fix:" in result.err, case

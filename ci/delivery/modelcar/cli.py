@@ -74,7 +74,12 @@ def _summary(image: BuiltImage) -> dict[str, Any]:
         "name": image.spec.name,
         "digest": image.digest,
         "mediaType": image.media_type,
-        "source": {"repo": image.spec.source.repo, "revision": image.spec.source.revision},
+        "source": {
+            "repo": image.spec.source.repo,
+            "revision": image.spec.source.revision,
+            "from": image.source.kind,
+            "verified": image.source.verified,
+        },
         "files": len(image.source.files),
         "bytes": image.source.total_size,
         "layers": [{"digest": layer.digest, "size": layer.tar.size} for layer in image.layers],
@@ -126,6 +131,12 @@ def build_cmd(ctx: click.Context, /, name: str, output: Path | None, as_json: bo
     show_default=True,
     help="Blobs uploaded at once (each layer starts as soon as it is hashed).",
 )
+@click.option(
+    "--allow-unverified-source",
+    is_flag=True,
+    help="Publish a --source directory that cannot be checked against the hub's listing of the "
+    "pinned revision (no listing in the HF cache); the image, lock and release say it is unverified.",
+)
 @source_options
 @json_option
 @click.pass_context
@@ -137,6 +148,7 @@ def publish_cmd(
     username: str | None,
     password_file: Path | None,
     parallel: int,
+    allow_unverified_source: bool,
     as_json: bool,
     **kw: Any,
 ) -> None:
@@ -154,6 +166,7 @@ def publish_cmd(
             password=password,
             password_origin=origin,
             parallel=parallel,
+            allow_unverified_source=allow_unverified_source,
         )
     if as_json:
         console.print_json(
@@ -206,10 +219,14 @@ def verify_cmd(ctx: click.Context, /, name: str, as_json: bool, **kw: Any) -> No
     help="Platform of the matching --busybox; several give a multi-arch index [default: linux/amd64].",
 )
 @json_option
+@click.pass_context
 def busybox_base_cmd(
-    binaries: tuple[Path, ...], output: Path, platforms: tuple[str, ...], as_json: bool
+    ctx: click.Context, binaries: tuple[Path, ...], output: Path, platforms: tuple[str, ...], as_json: bool
 ) -> None:
-    """Write a minimal busybox base image (OCI layout) for air-gapped builds; prints the spec ref."""
+    """Write a minimal busybox base image (OCI layout) for air-gapped builds; prints the spec ref.
+
+    The ref is repo-relative when the layout is inside the repo (write it under the repo, e.g.
+    --output bases/busybox, so specs and locks mean the same on every machine)."""
     platforms = platforms or ("linux/amd64",)
     binaries = binaries or (Path("/bin/busybox"),)
     if len(binaries) != len(platforms) or len(set(platforms)) != len(platforms):
@@ -220,9 +237,18 @@ def busybox_base_cmd(
             fix="pass --platform P --busybox PATH once per platform",
         )
     base = build_busybox_index(dict(zip(platforms, binaries, strict=True)), output.resolve())
-    if as_json:
-        console.print_json(
-            {"ok": True, "ref": base.spec_ref, "index": base.index_digest, "manifests": base.manifests}
+    try:
+        repo: Path | None = resolved_repo(ctx)
+    except UsageError:
+        repo = None  # outside a platform repo: only this machine's path can name it
+    ref = base.spec_ref_in(repo)
+    if ref == base.spec_ref:
+        click.echo(
+            f"note: {output} is outside the platform repo, so this base: reference only works on this "
+            "machine; write the layout under the repo for a reference every clone can use",
+            err=True,
         )
+    if as_json:
+        console.print_json({"ok": True, "ref": ref, "index": base.index_digest, "manifests": base.manifests})
     else:
-        click.echo(base.spec_ref)
+        click.echo(ref)

@@ -22,9 +22,12 @@ from delivery.oci.blobs import Blob, sha256_digest
 from delivery.oci.spec import (
     ANNOTATION_BASE_DIGEST,
     ANNOTATION_BASE_NAME,
+    ANNOTATION_MODELCAR_FILE,
+    ANNOTATION_MODELCAR_UNVERIFIED,
     ANNOTATION_REVISION,
     ANNOTATION_SOURCE,
     ANNOTATION_TITLE,
+    EPOCH,
     OCI_CONFIG,
     OCI_LAYER_TAR,
     OCI_MANIFEST,
@@ -67,7 +70,7 @@ class ModelLayer:
     def descriptor(self) -> Descriptor:
         annotations = {}
         if len(self.tar.files) == 1:
-            annotations[ANNOTATION_TITLE] = self.tar.files[0].arcname
+            annotations[ANNOTATION_MODELCAR_FILE] = self.tar.files[0].arcname
         return Descriptor(OCI_LAYER_TAR, self.digest, self.tar.size, annotations)
 
 
@@ -104,15 +107,24 @@ def check_hub_sums(source: ModelSource, layers: Sequence[ModelLayer], *, complet
             )
 
 
-def _labels(spec: ModelcarSpec) -> dict[str, str]:
-    return {
+UNVERIFIED = "built from a local directory not checked against the hub's listing of this revision"
+
+
+def _labels(spec: ModelcarSpec, verified: bool = True) -> dict[str, str]:
+    """Source and revision; an unverified build says so (the revision is then only a claim)."""
+    labels = {
         ANNOTATION_SOURCE: f"https://huggingface.co/{spec.source.repo}",
         ANNOTATION_REVISION: spec.source.revision,
         ANNOTATION_TITLE: spec.repository,
     }
+    if not verified:
+        labels[ANNOTATION_MODELCAR_UNVERIFIED] = UNVERIFIED
+    return labels
 
 
-def image_config(base: BaseImage, layers: Sequence[ModelLayer], spec: ModelcarSpec) -> bytes:
+def image_config(
+    base: BaseImage, layers: Sequence[ModelLayer], spec: ModelcarSpec, *, verified: bool = True
+) -> bytes:
     """The image config: the base's, minus build-time noise, plus our layers, user and labels."""
     cfg = copy.deepcopy(base.config)
     for key in _DROPPED_CONFIG_KEYS:
@@ -121,7 +133,7 @@ def image_config(base: BaseImage, layers: Sequence[ModelLayer], spec: ModelcarSp
     run.pop("Entrypoint", None)  # KServe passes args only: an ENTRYPOINT would swallow them
     run["User"] = f"{spec.uid}:{spec.uid}"
     labels = dict(run.get("Labels") or {})
-    labels.update(_labels(spec))
+    labels.update(_labels(spec, verified))
     run["Labels"] = labels
     cfg["config"] = run
     rootfs = dict(cfg.get("rootfs") or {"type": "layers"})
@@ -134,22 +146,30 @@ def image_config(base: BaseImage, layers: Sequence[ModelLayer], spec: ModelcarSp
         )
     rootfs["diff_ids"] = diff_ids + [layer.digest for layer in layers]  # uncompressed: diff_id == digest
     cfg["rootfs"] = rootfs
-    history = list(cfg.get("history") or [])
+    # every entry gets a created time (the epoch: reproducible; umoci stat needs one)
+    history = [
+        {"created": EPOCH, **h} if isinstance(h, dict) and "created" not in h else h
+        for h in cfg.get("history") or []
+    ]
     for layer in layers:
         names = ", ".join(f.arcname for f in layer.tar.files)
         if len(names) > 200:
-            names = f"{len(layer.tar.files)} files"
-        history.append({"created_by": f"deliver modelcar: /{names}", "comment": spec.source.revision})
+            names = f"{len(layer.tar.files)} files under {MODELS_DIR}/"
+        history.append(
+            {"created": EPOCH, "created_by": f"deliver modelcar: {names}", "comment": spec.source.revision}
+        )
     cfg["history"] = history
     return canonical_json(cfg)
 
 
-def image_manifest(base: BaseImage, config: bytes, layers: Sequence[ModelLayer], spec: ModelcarSpec) -> bytes:
+def image_manifest(
+    base: BaseImage, config: bytes, layers: Sequence[ModelLayer], spec: ModelcarSpec, *, verified: bool = True
+) -> bytes:
     """The OCI image manifest: base layers (as they are), then the model layers; annotated."""
     return manifest_json(
         Descriptor(OCI_CONFIG, sha256_digest(config), len(config)),
         [*base.layers, *(layer.descriptor for layer in layers)],
-        {**_labels(spec), **_base_annotations(spec, base)},
+        {**_labels(spec, verified), **_base_annotations(spec, base)},
     )
 
 
@@ -161,12 +181,14 @@ def _base_annotations(spec: ModelcarSpec, base: BaseImage) -> dict[str, str]:
     return found
 
 
-def image_index(manifests: Sequence[tuple[str, bytes]], spec: ModelcarSpec) -> bytes:
+def image_index(
+    manifests: Sequence[tuple[str, bytes]], spec: ModelcarSpec, *, verified: bool = True
+) -> bytes:
     """An OCI index over per-platform manifests (multi-arch specs)."""
     return index_json(
         [
             Descriptor(OCI_MANIFEST, sha256_digest(data), len(data), platform=platform_dict(p))
             for p, data in manifests
         ],
-        _labels(spec),
+        _labels(spec, verified),
     )

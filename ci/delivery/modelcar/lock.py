@@ -17,6 +17,7 @@ from delivery.core import yamlio
 from delivery.core.errors import ConfigError, DeliveryError
 from delivery.core.fsutil import atomic_write_text
 from delivery.core.paths import modelcars_dir
+from delivery.modelcar.source import ModelSource
 from delivery.modelcar.spec import ModelcarSpec
 from delivery.modelcar.tarlayer import TAR_SPEC_VERSION
 from delivery.oci.reference import ImageRef
@@ -86,6 +87,7 @@ def read_lock(repo: Path, name: str) -> LockFile | None:
 def lock_data(
     *,
     spec: ModelcarSpec,
+    source: ModelSource,
     files: list[dict[str, Any]],
     layers: list[dict[str, Any]],
     bases: dict[str, str],
@@ -96,7 +98,12 @@ def lock_data(
     return {
         "name": spec.name,
         "spec": spec.path.name,
-        "source": {"repo": spec.source.repo, "revision": spec.source.revision},
+        "source": {
+            "repo": spec.source.repo,
+            "revision": spec.source.revision,
+            "from": source.kind,  # huggingface (the HF cache/hub) or directory (--source DIR)
+            "verified": source.verified,  # checked against the hub's listing of the revision
+        },
         "tarFormat": TAR_SPEC_VERSION,
         "base": {"ref": spec.base, "manifests": bases},
         "files": files,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from delivery.core.console import ProgressReporter
+from delivery.core.errors import UsageError
 from delivery.modelcar.base import resolve_base
 from delivery.modelcar.digestcache import DigestCache, default_cache_dir
 from delivery.modelcar.image import (
@@ -45,6 +46,7 @@ class BuildOptions:
     token_file: Path | None = None
     cache_dir: Path | None = None
     use_digest_cache: bool = True
+    allow_unverified: bool = True  # publish: only with --allow-unverified-source
     workers: int = field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)))
     downloader: Callable[..., str] | None = None
 
@@ -98,6 +100,7 @@ class BuiltImage:
         ]
         return lock_data(
             spec=self.spec,
+            source=self.source,
             files=files,
             layers=layers,
             bases={p: b.manifest_digest for p, b in self.bases.items()},
@@ -110,7 +113,7 @@ class BuiltImage:
 def load_source(spec: ModelcarSpec, opts: BuildOptions) -> ModelSource:
     """The spec's files: from ``--source DIR`` or the Hugging Face cache/hub."""
     if opts.source_dir is not None:
-        return directory_source(opts.source_dir, spec)
+        return directory_source(opts.source_dir, spec, opts.hf_cache)
     return huggingface_source(
         spec,
         cache_dir=opts.hf_cache,
@@ -186,10 +189,11 @@ def assemble(
     """Configs, manifests (and the index for several platforms) from resolved layers."""
     check_hub_sums(source, layers)
     configs, manifests = {}, {}
+    ok = source.verified
     for platform, base in bases.items():
-        configs[platform] = image_config(base, layers, spec)
-        manifests[platform] = image_manifest(base, configs[platform], layers, spec)
-    index = image_index(list(manifests.items()), spec) if len(manifests) > 1 else None
+        configs[platform] = image_config(base, layers, spec, verified=ok)
+        manifests[platform] = image_manifest(base, configs[platform], layers, spec, verified=ok)
+    index = image_index(list(manifests.items()), spec, verified=ok) if len(manifests) > 1 else None
     return BuiltImage(spec, source, bases, layers, configs, manifests, index)
 
 
@@ -199,6 +203,16 @@ def prepare(
     spec = spec if spec is not None else load_spec(repo, name)
     reporter.line(f"modelcar {name}: {spec.source.repo}@{spec.source.revision[:12]}")
     source = load_source(spec, opts)
+    if not source.verified:
+        if not opts.allow_unverified:
+            raise UsageError(
+                f"{source.root} cannot be checked against {spec.source.repo}@{spec.source.revision[:12]}: "
+                "the HF cache has no listing of that revision, so nothing proves these are its files",
+                where=str(source.root),
+                fix="build once without --source (the listing is cached), or pass "
+                "--allow-unverified-source to publish it marked unverified (image label and lock say so)",
+            )
+        reporter.line(f"source: {source.root} is unverified (no hub listing of the revision in the HF cache)")
     bases = resolve_base(spec.base, spec.platforms, repo=repo, cache_dir=opts.cache)
     return spec, source, bases, plan_layers(source, spec)
 

@@ -11,6 +11,7 @@ environment's repository on the same host are mounted); manifests go last.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,16 +95,20 @@ def publish(
     password: str | None = None,
     password_origin: str = "",
     parallel: int = 4,
+    allow_unverified_source: bool = False,
 ) -> PublishResult:
     """Build modelcar ``name`` and push it to environment ``env``'s registry; returns the oci:// URI.
 
     Each model layer starts uploading (``parallel`` blobs at once) as soon as it is hashed, while
     other layers are still being hashed; every manifest goes up last, once all its blobs are in.
+    A source that cannot be checked against the hub (``--source DIR`` without the revision's
+    listing in the HF cache) enters the promotion chain only with ``allow_unverified_source``.
     """
     from delivery.oci.auth import resolve_credentials
     from delivery.oci.push import ImagePush
     from delivery.oci.registry import RegistryClient
 
+    opts = dataclasses.replace(opts, allow_unverified=allow_unverified_source)
     cfg = load_env(repo, env)
     require_entry(repo, cfg, f"deliver modelcar publish {name}")
     spec = load_spec(repo, name)
@@ -155,7 +160,11 @@ def publish(
         env,
         name,
         Artifact(
-            kind="modelcar", ref=str(ref), source=Source(repo=spec.source.repo, revision=spec.source.revision)
+            kind="modelcar",
+            ref=str(ref),
+            source=Source(
+                repo=spec.source.repo, revision=spec.source.revision, verified=built.source.verified
+            ),
         ),
     )
     uri = ref.oci_uri

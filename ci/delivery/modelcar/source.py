@@ -13,6 +13,7 @@ huggingface_hub's own login store.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import stat
@@ -45,12 +46,27 @@ class SourceFile:
 
 
 @dataclass(frozen=True)
+class HubFile:
+    """A file as the hub lists it for a revision: size, LFS sha256 (LFS files), git blob id."""
+
+    size: int
+    sha256: str | None
+    blob_id: str | None
+
+
+Listing = dict[str, HubFile]
+
+
+@dataclass(frozen=True)
 class ModelSource:
     """The selected files of one model revision, ready to be layered."""
 
     kind: Literal["huggingface", "directory"]
     root: Path
     files: tuple[SourceFile, ...]
+    verified: bool = True
+    """False for a directory that could not be checked against the hub's listing of the pinned
+    revision: the image and the lock say so, and publishing it needs --allow-unverified-source."""
 
     @property
     def total_size(self) -> int:
@@ -116,7 +132,7 @@ def scan_directory(
     spec: ModelcarSpec,
     *,
     allowed_root: Path | None = None,
-    expected: dict[str, tuple[int, str | None]] | None = None,
+    expected: Listing | None = None,
 ) -> list[SourceFile]:
     """Selected files under ``root`` (sorted); symlinks may only point inside ``allowed_root``.
 
@@ -156,7 +172,7 @@ def _scan(
     root: Path,
     spec: ModelcarSpec,
     allowed_root: Path | None,
-    expected: dict[str, tuple[int, str | None]] | None,
+    expected: Listing | None,
 ) -> list[SourceFile]:
     root = root.resolve()
     fence = (allowed_root or root).resolve()
@@ -194,9 +210,7 @@ def _scan(
     return sorted(found, key=lambda f: f.relpath)
 
 
-def _source_file(
-    full: Path, relpath: str, fence: Path, expected: dict[str, tuple[int, str | None]] | None
-) -> SourceFile:
+def _source_file(full: Path, relpath: str, fence: Path, expected: Listing | None) -> SourceFile:
     target = full
     if full.is_symlink():
         target = full.resolve()
@@ -221,22 +235,57 @@ def _source_file(
             f"{relpath} is not readable", where=str(full), fix="make it readable by this user (chmod u+r)"
         )
     want = (expected or {}).get(relpath)
-    if want is not None and want[0] != st.st_size:
+    if want is not None and want.size != st.st_size:
         raise BadSourceError(
-            f"{relpath} has {st.st_size} bytes, the hub lists {want[0]}",
+            f"{relpath} has {st.st_size} bytes, the hub lists {want.size}",
             where=str(full),
-            fix="the cached file is damaged or truncated: delete it and download again",
+            fix="the file is damaged, truncated or of another revision: fetch that revision again",
         )
-    return SourceFile(relpath, target, st.st_size, want[1] if want else None)
+    return SourceFile(relpath, target, st.st_size, want.sha256 if want else None)
 
 
 # --------------------------------------------------------------------------- sources
 
 
-def directory_source(root: Path, spec: ModelcarSpec) -> ModelSource:
-    """A plain local directory of model files (no hub metadata)."""
-    files = scan_directory(root, spec)
-    return _non_empty(ModelSource("directory", root.resolve(), tuple(files)), spec)
+def directory_source(root: Path, spec: ModelcarSpec, hf_cache: Path | None = None) -> ModelSource:
+    """A local directory of model files, checked against the hub's listing of the pinned revision
+    when the HF cache holds one (every selected file listed, same size, LFS sha256 while hashing,
+    git blob id of the others); without a listing it is *unverified* (``verified=False``)."""
+    cache = (hf_cache or default_hf_cache()).expanduser()
+    listing = _hub_listing(storage_folder(cache, spec.source.repo), spec.source.revision)
+    files = scan_directory(root, spec, expected=listing)
+    source = _non_empty(ModelSource("directory", root.resolve(), tuple(files), verified=False), spec)
+    if listing is None:
+        return source
+    _check_against(source, spec, listing)
+    return ModelSource("directory", source.root, source.files, verified=True)
+
+
+def _git_blob_id(path: Path, size: int) -> str:
+    h = hashlib.sha1(b"blob %d\0" % size, usedforsecurity=False)  # git's object id, not a security check
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _check_against(source: ModelSource, spec: ModelcarSpec, listing: Listing) -> None:
+    """Refuse a directory that is not the spec's revision: files missing or extra, other bytes."""
+    name = f"{spec.source.repo}@{spec.source.revision[:12]}"
+    fix = f"pass a directory holding exactly {name} (or build without --source to use the HF cache)"
+    wanted = {p for p in listing if spec.selects(p)}
+    have = {f.relpath for f in source.files}
+    for what, paths in (("missing", sorted(wanted - have)), ("not in that revision", sorted(have - wanted))):
+        if paths:
+            raise BadSourceError(
+                f"the directory is not {name}: {len(paths)} file(s) {what}: {', '.join(paths[:3])}",
+                where=str(source.root),
+                fix=fix,
+            )
+    for f in source.files:
+        blob = listing[f.relpath].blob_id
+        if blob is not None and _git_blob_id(f.path, f.size) != blob:
+            raise BadSourceError(f"{f.relpath} differs from {name} (git blob id)", where=str(f.path), fix=fix)
 
 
 def _non_empty(source: ModelSource, spec: ModelcarSpec) -> ModelSource:
@@ -249,7 +298,7 @@ def _non_empty(source: ModelSource, spec: ModelcarSpec) -> ModelSource:
     return source
 
 
-def _hub_listing(storage: Path, revision: str) -> dict[str, tuple[int, str | None]] | None:
+def _hub_listing(storage: Path, revision: str) -> Listing | None:
     """The hub's file listing for a commit as huggingface_hub cached it (trees/<commit>.json)."""
     path = storage / "trees" / f"{revision}.json"
     try:
@@ -263,11 +312,16 @@ def _hub_listing(storage: Path, revision: str) -> dict[str, tuple[int, str | Non
             where=str(path),
             fix="delete it; the next online download writes it again",
         ) from None
-    listing: dict[str, tuple[int, str | None]] = {}
+    listing: Listing = {}
     for relpath, info in files.items():
         check_relpath(relpath, f"{path}: files")
         lfs = info.get("lfs_sha256")
-        listing[relpath] = (int(info.get("lfs_size") or info["size"]), f"sha256:{lfs}" if lfs else None)
+        blob = info.get("blob_id")
+        listing[relpath] = HubFile(
+            int(info.get("lfs_size") or info["size"]),
+            f"sha256:{lfs}" if lfs else None,
+            str(blob) if blob and not lfs else None,
+        )
     return listing
 
 

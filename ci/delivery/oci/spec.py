@@ -43,6 +43,13 @@ ANNOTATION_TITLE = "org.opencontainers.image.title"
 ANNOTATION_BASE_NAME = "org.opencontainers.image.base.name"
 ANNOTATION_BASE_DIGEST = "org.opencontainers.image.base.digest"
 ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
+ANNOTATION_MODELCAR_FILE = "dev.llm-platform.modelcar.file"
+"""The file a modelcar tar layer holds (``models/…``). Not ``org.opencontainers.image.title``: ORAS
+reserves that for a file blob's own name and would write the tar itself under that name on pull."""
+ANNOTATION_MODELCAR_UNVERIFIED = "dev.llm-platform.modelcar.unverified-source"
+"""Set (to the reason) on a modelcar built from a directory nobody checked against the hub."""
+EPOCH = "1970-01-01T00:00:00Z"
+"""``created`` of every history entry and config we write: reproducible, and umoci stat needs one."""
 
 
 def canonical_json(obj: Any) -> bytes:

@@ -31,10 +31,14 @@ ArtifactKind = Literal["modelcar", "image"]
 
 
 class Source(Strict):
-    """Where a modelcar's weights come from: a Hugging Face repo at a full commit."""
+    """Where a modelcar's weights come from: a Hugging Face repo at a full commit.
+
+    ``verified: false`` when it was built from a local directory nobody checked against the hub's
+    listing of that commit (published only with ``--allow-unverified-source``)."""
 
     repo: str
     revision: Annotated[str, Field(pattern=COMMIT_PATTERN)]
+    verified: bool = True
 
 
 class Artifact(Strict):
@@ -81,6 +85,13 @@ def read_release(repo: Path, env: str) -> Release | None:
     return release
 
 
+def _source(source: Source) -> dict[str, object]:
+    data: dict[str, object] = {"repo": source.repo, "revision": source.revision}
+    if not source.verified:
+        data["verified"] = False  # written only when false: verified releases read as before
+    return data
+
+
 def render(release: Release) -> str:
     data = {
         "env": release.env,
@@ -88,7 +99,7 @@ def render(release: Release) -> str:
             name: {
                 "kind": a.kind,
                 "ref": a.ref,
-                **({"source": {"repo": a.source.repo, "revision": a.source.revision}} if a.source else {}),
+                **({"source": _source(a.source)} if a.source else {}),
             }
             for name, a in sorted(release.artifacts.items())
         },
