@@ -276,3 +276,187 @@ def test_unparsable_hcl_is_one_clear_error(repo_copy: Path) -> None:
     with pytest.raises(ValidationFailed, match="not valid HCL") as err:
         policy.check_root(inputs.root_dir(repo_copy, "dev"), repo_copy)
     assert "extra.tf" in err.value.render()
+
+
+# ------------------------------------------------------------------------ the cluster is private by config
+
+
+def test_cluster_with_public_nodes_is_caught(repo_copy: Path) -> None:
+    edit(
+        repo_copy / MODULE / "cluster.tf", "enable_private_nodes    = true", "enable_private_nodes    = false"
+    )
+    found = problems_of(repo_copy)
+    assert len(found) == 1 and "google_container_cluster.this: cluster nodes get public IP" in found[0]
+    assert found[0].startswith("tofu/modules/gke/cluster.tf:")
+
+
+def test_a_node_pool_opting_out_of_private_nodes_is_caught(repo_copy: Path) -> None:
+    edit(
+        repo_copy / MODULE / "cluster.tf",
+        "  initial_node_count = 0\n",
+        "  initial_node_count = 0\n  network_config {\n    enable_private_nodes = false\n  }\n",
+    )
+    found = problems_of(repo_copy)
+    assert (
+        len(found) == 1 and "google_container_node_pool.gpu: node pool opts out of private nodes" in found[0]
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        pytest.param(
+            "  master_authorized_networks_config {\n",
+            "  master_authorized_networks_config {\n    cidr_blocks {\n"
+            '      cidr_block = "0.0.0.0/0"\n    }\n',
+            "control plane is open to the whole internet (cidr_blocks 0.0.0.0/0)",
+            id="literal-0.0.0.0/0",
+        ),
+        pytest.param(
+            "  master_authorized_networks_config {\n",
+            "  master_authorized_networks_config {\n    cidr_blocks {\n"
+            '      cidr_block = "10.0.0.0/8"\n    }\n',
+            "authorized network 10.0.0.0/8 is a literal in the module, not from config",
+            id="literal-network",
+        ),
+        pytest.param(
+            "      for_each = var.authorized_networks\n",
+            "      for_each = concat(var.authorized_networks, "
+            '[{ cidr_block = "0.0.0.0/0", display_name = "all" }])\n',
+            "authorized networks come from '${concat(var.authorized_networks",
+            id="variable-plus-literal",
+        ),
+        pytest.param(
+            "gcp_public_cidrs_access_enabled = false",
+            "gcp_public_cidrs_access_enabled = true",
+            "control plane admits every Compute Engine public IP",
+            id="gce-public-ips",
+        ),
+        pytest.param(
+            "      allow_external_traffic = false\n",
+            "      allow_external_traffic = true\n",
+            "the control plane's DNS endpoint admits traffic from anywhere",
+            id="dns-endpoint-open",
+        ),
+    ],
+)
+def test_control_plane_open_beyond_config_is_caught(
+    repo_copy: Path, old: str, new: str, expected: str
+) -> None:
+    edit(repo_copy / MODULE / "cluster.tf", old, new)
+    found = problems_of(repo_copy)
+    assert len(found) == 1 and f"google_container_cluster.this: {expected}" in found[0], found
+
+
+def test_control_plane_without_authorized_networks_is_caught(repo_copy: Path) -> None:
+    cluster = repo_copy / MODULE / "cluster.tf"
+    text = cluster.read_text()
+    start = text.index("  master_authorized_networks_config {\n")
+    end = text.index("\n  }\n", start) + len("\n  }\n")
+    cluster.write_text(text[:start] + text[end:])
+    found = problems_of(repo_copy)
+    assert len(found) == 1 and "open to every network (no master_authorized_networks_config)" in found[0]
+
+
+def test_authorized_networks_from_a_defaulted_variable_are_caught(repo_copy: Path) -> None:
+    # a default would let a root that does not pass the variable open the control plane silently
+    variables = repo_copy / MODULE / "variables.tf"
+    edit(
+        variables,
+        '    error_message = "authorized_networks:',
+        '  }\n  default = [{ cidr_block = "0.0.0.0/0", display_name = "all" }]\n  validation {\n'
+        '    condition     = true\n    error_message = "authorized_networks:',
+    )
+    found = problems_of(repo_copy)
+    assert (
+        len(found) == 1
+        and "var.authorized_networks, which is not a module input without a default" in found[0]
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        pytest.param(
+            "      issue_client_certificate = false\n",
+            "      issue_client_certificate = true\n",
+            "client certificate authentication is not explicitly off",
+            id="client-certificate-on",
+        ),
+        pytest.param(
+            "  master_auth {\n    client_certificate_config {\n"
+            "      issue_client_certificate = false\n    }\n  }\n",
+            "",
+            "client certificate authentication is not explicitly off",
+            id="client-certificate-unset",
+        ),
+        pytest.param(
+            "enable_legacy_abac    = false",
+            "enable_legacy_abac    = true",
+            "legacy ABAC is on",
+            id="legacy-abac",
+        ),
+    ],
+)
+def test_client_certificates_and_legacy_abac_are_caught(
+    repo_copy: Path, old: str, new: str, expected: str
+) -> None:
+    edit(repo_copy / MODULE / "cluster.tf", old, new)
+    found = problems_of(repo_copy)
+    assert len(found) == 1 and f"google_container_cluster.this: {expected}" in found[0], found
+
+
+@pytest.mark.parametrize("pool", ["platform", "gpu"])
+@pytest.mark.parametrize(
+    ("key", "what"),
+    [("enable_secure_boot", "Secure Boot"), ("enable_integrity_monitoring", "integrity monitoring")],
+)
+def test_a_node_pool_without_secure_boot_or_integrity_monitoring_is_caught(
+    repo_copy: Path, pool: str, key: str, what: str
+) -> None:
+    cluster = repo_copy / MODULE / "cluster.tf"
+    text = cluster.read_text()
+    start = text.index(f'resource "google_container_node_pool" "{pool}"')
+    at = text.index(f"{key}", start)
+    line_end = text.index("\n", at)
+    cluster.write_text(text[:at] + text[at:line_end].replace("true", "false") + text[line_end:])
+    found = problems_of(repo_copy)
+    assert len(found) == 1, found
+    assert f"google_container_node_pool.{pool}: node pool does not turn on {what} ({key} = true)" in found[0]
+
+
+def test_a_node_pool_without_shielded_instance_config_is_caught(repo_copy: Path) -> None:
+    cluster = repo_copy / MODULE / "cluster.tf"
+    text = cluster.read_text()
+    block = (
+        "    shielded_instance_config {\n      enable_secure_boot          = true\n"
+        "      enable_integrity_monitoring = true\n    }\n"
+    )
+    assert text.count(block) == 2
+    cluster.write_text(text.replace(block, "", 1))  # the platform pool comes first
+    found = "\n".join(problems_of(repo_copy))
+    assert "google_container_node_pool.platform: node pool does not turn on Secure Boot" in found
+    assert "google_container_node_pool.platform: node pool does not turn on integrity monitoring" in found
+    assert "google_container_node_pool.gpu" not in found
+
+
+def test_shielded_nodes_off_and_an_unshielded_inline_pool_are_caught(repo_copy: Path) -> None:
+    edit(
+        repo_copy / MODULE / "cluster.tf",
+        "enable_shielded_nodes = true",
+        'enable_shielded_nodes = false\n  node_pool {\n    name = "inline"\n  }',
+    )
+    found = "\n".join(problems_of(repo_copy))
+    assert "google_container_cluster.this: Shielded GKE Nodes are off" in found
+    assert "google_container_cluster.this: inline node_pool does not turn on Secure Boot" in found
+
+
+def test_the_private_cluster_rules_check_every_env_root(
+    check: Callable[..., Result], repo_copy: Path
+) -> None:
+    edit(
+        repo_copy / MODULE / "cluster.tf", "enable_private_nodes    = true", "enable_private_nodes    = false"
+    )
+    result = check(repo_copy)
+    assert result.code == 1
+    assert result.err.count("cluster nodes get public IP addresses") == 3

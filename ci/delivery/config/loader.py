@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from delivery.config.model import ENV_NAME, EnvConfig
+from delivery.core import yamlio
 from delivery.core.documents import load_typed
-from delivery.core.errors import ConfigError, Problem, UsageError, raise_if
+from delivery.core.errors import ConfigError, Location, Problem, UsageError, raise_if
 from delivery.core.paths import env_config_path, environments_dir, modelcars_dir
 
 
@@ -44,6 +46,36 @@ def _semantic_problems(cfg: EnvConfig) -> list[Problem]:
     return problems
 
 
+def _production_problems(cfg: EnvConfig, data: Any) -> list[Problem]:
+    """A production env (``promotion.approvalRequired: true``) names who may reach its control plane,
+    and that is never the whole internet."""
+    if not cfg.production:
+        return []
+
+    def at(*keypath: str | int) -> Location:
+        return Location(str(cfg.path), yamlio.line_of(data, list(keypath)), ".".join(map(str, keypath)))
+
+    example = "e.g. authorizedNetworks: [{cidrBlock: 203.0.113.0/24, displayName: office}]"
+    if not cfg.cluster.authorized_networks:
+        return [
+            Problem(
+                at("cluster", "authorizedNetworks"),
+                "is missing or empty, but this is a production environment "
+                "(promotion.approvalRequired: true): name the networks that may reach its control plane",
+                f"list your office/VPN/CI egress networks under cluster.authorizedNetworks ({example})",
+            )
+        ]
+    return [
+        Problem(
+            at("cluster", "authorizedNetworks", i, "cidrBlock"),
+            f"{net.cidr_block} opens the control plane of a production environment to the whole internet",
+            "list only the networks that need kubectl access (your office, VPN or CI egress ranges)",
+        )
+        for i, net in enumerate(cfg.cluster.authorized_networks)
+        if net.network.prefixlen == 0
+    ]
+
+
 def list_envs(repo: Path) -> list[str]:
     """Names of all environments (directories under environments/ that hold a config.yaml)."""
     base = environments_dir(repo)
@@ -67,7 +99,7 @@ def _check_env_name(repo: Path, env: str) -> Path:
 def load_env(repo: Path, env: str) -> EnvConfig:
     """Load and validate one environment's config; raises ConfigError listing every problem."""
     path = _check_env_name(repo, env)
-    cfg, _ = load_typed(
+    cfg, data = load_typed(
         path,
         path.relative_to(repo),
         EnvConfig,
@@ -75,7 +107,7 @@ def load_env(repo: Path, env: str) -> EnvConfig:
     )
     cfg._name = env
     cfg._path = path.relative_to(repo)
-    raise_if(_semantic_problems(cfg), ConfigError)
+    raise_if(_semantic_problems(cfg) + _production_problems(cfg, data), ConfigError)
     return cfg
 
 

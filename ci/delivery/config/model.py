@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
@@ -39,11 +40,98 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
 
 
+# GCP resource labels (https://cloud.google.com/compute/docs/labeling-resources): lowercase letters,
+# digits, "_" and "-", at most 63 characters; keys start with a letter, values may be empty.
+LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
+MAX_LABELS = 64  # per GCP resource
+PART_OF = "llm-platform"
+# Labels every cluster gets: env (the environment's name) and part-of, from here; managed-by from
+# tofu/modules/gke. cluster.labels adds to them; env and managed-by cannot be overridden.
+RESERVED_LABELS = ("env", "managed-by")
+DEFAULT_LABELS = 3
+# GKE's limit for master_authorized_networks_config.cidr_blocks on a public endpoint.
+MAX_AUTHORIZED_NETWORKS = 50
+
+
+class AuthorizedNetwork(Strict):
+    """One network allowed to reach the control plane (GKE's ``cidr_blocks {cidr_block, display_name}``)."""
+
+    cidr_block: Annotated[str, Field(alias="cidrBlock")]
+    display_name: Annotated[str, Field(alias="displayName", min_length=1, max_length=100)]
+
+    @field_validator("cidr_block")
+    @classmethod
+    def _ipv4_network(cls, value: str) -> str:
+        if "/" not in value:
+            raise ValueError(f"{value!r} has no prefix length: write a network, e.g. 203.0.113.0/24")
+        try:
+            net = ipaddress.ip_network(value, strict=True)
+        except ValueError as err:  # host bits set, not an address, prefix out of range
+            try:
+                loose = ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a network in CIDR notation ({err})") from None
+            raise ValueError(f"{value!r} has host bits set: the network is {str(loose)!r}") from None
+        if net.version != 4:
+            raise ValueError(f"{value!r} is IPv6: GKE authorized networks are IPv4 CIDRs")
+        if str(net) != value:
+            raise ValueError(f"{value!r} is not written canonically: write {str(net)!r}")
+        return value
+
+    @property
+    def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        return ipaddress.ip_network(self.cidr_block)
+
+
 class Cluster(Strict):
     name: Annotated[str, Field(pattern=r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")]
     project_id: Annotated[str, Field(alias="projectID", pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")]
     location: Annotated[str, Field(pattern=r"^[a-z]+-[a-z]+[0-9]+-[a-z]$")]
     kubernetes_version: Annotated[str, Field(alias="kubernetesVersion", pattern=r"^1\.(2[5-9]|3[0-7])$")]
+    # Who may reach the control plane's public endpoint; required (non-empty) in a production env.
+    authorized_networks: Annotated[
+        tuple[AuthorizedNetwork, ...],
+        Field(alias="authorizedNetworks", strict=False, max_length=MAX_AUTHORIZED_NETWORKS),
+    ] = ()
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("authorized_networks")
+    @classmethod
+    def _distinct(cls, value: tuple[AuthorizedNetwork, ...]) -> tuple[AuthorizedNetwork, ...]:
+        seen: set[str] = set()
+        for net in value:
+            if net.cidr_block in seen:
+                raise ValueError(f"{net.cidr_block} is listed twice")
+            seen.add(net.cidr_block)
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _gcp_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        wrong = [
+            f"key {k!r} (a lowercase letter, then up to 62 of [a-z0-9_-])"
+            for k in value
+            if not LABEL_KEY.match(k)
+        ]
+        wrong += [
+            f"value {v!r} of {k!r} (up to 63 of [a-z0-9_-])"
+            for k, v in value.items()
+            if not LABEL_VALUE.match(v)
+        ]
+        wrong += [
+            f"key {k!r} is set for you (env: the environment's name, managed-by: the tofu module)"
+            for k in value
+            if k in RESERVED_LABELS
+        ]
+        if wrong:
+            raise ValueError("not a GCP label: " + "; ".join(wrong))
+        if len(value) > MAX_LABELS - DEFAULT_LABELS:
+            raise ValueError(
+                f"{len(value)} labels: GCP allows {MAX_LABELS} per resource, "
+                f"{DEFAULT_LABELS} of them are the defaults"
+            )
+        return value
 
     @property
     def region(self) -> str:
@@ -121,3 +209,14 @@ class EnvConfig(LocatedDocument):
     features: Features = Features()
     promotion: Promotion = Promotion()
     serving: Serving
+
+    @property
+    def production(self) -> bool:
+        """A production environment is one whose promotions need a manual approval
+        (``promotion.approvalRequired: true``): no env name is special, a fork's are its own."""
+        return self.promotion.approval_required
+
+    @property
+    def cluster_labels(self) -> dict[str, str]:
+        """The cluster's labels: ``env`` and ``part-of`` by default, plus ``cluster.labels``."""
+        return {"env": self.name, "part-of": PART_OF, **self.cluster.labels}

@@ -83,6 +83,15 @@ INPUTS: tuple[Input, ...] = (
     Input("location", "cluster.location", lambda c: c.cluster.location),
     Input("region", "cluster.location (region part)", lambda c: c.cluster.region),
     Input("kubernetes_version", "cluster.kubernetesVersion", lambda c: c.cluster.kubernetes_version),
+    Input(
+        "authorized_networks",
+        "cluster.authorizedNetworks",
+        lambda c: [
+            {"cidr_block": net.cidr_block, "display_name": net.display_name}
+            for net in c.cluster.authorized_networks
+        ],
+    ),
+    Input("labels", "cluster.labels (plus env and part-of)", lambda c: c.cluster_labels),
     Input("registry_location", "registry (location)", lambda c: artifact_registry(c).location),
     Input("registry_project", "registry (project)", lambda c: artifact_registry(c).project),
     Input("registry_repository", "registry (repository)", lambda c: artifact_registry(c).repository),

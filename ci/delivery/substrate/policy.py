@@ -4,6 +4,10 @@ Each rule returns every violation it finds, located at ``file:line`` with a fix:
 - a GPU node pool scales to zero (autoscaling minimum 0, no fixed or initial nodes);
 - a GPU node pool carries the ``nvidia.com/gpu`` NoSchedule taint and lets GKE install the driver;
 - a GKE cluster has Workload Identity and Dataplane V2;
+- a GKE cluster is private by config: private nodes (no pool opts out), a control plane reachable
+  only from the networks environment config lists (a variable, never a literal, never GCE's public
+  IPs), no client certificates or legacy ABAC, and every node pool shielded with Secure Boot and
+  integrity monitoring;
 - no kubernetes/helm/kubectl provider or resource (the substrate stops at the cluster: what runs
   inside it is Argo CD's);
 - no Secret Manager secret *versions* (their values would sit in state in plain text);
@@ -13,6 +17,7 @@ Each rule returns every violation it finds, located at ``file:line`` with a fix:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -137,6 +142,188 @@ def cluster_baseline(module: Module, repo: Path | None) -> list[Problem]:
     return found
 
 
+def _clusters(module: Module) -> list[Block]:
+    return [b for b in module.of_kind("resource") if b.labels[0] == "google_container_cluster"]
+
+
+def _pools(module: Module) -> list[Block]:
+    return [b for b in module.of_kind("resource") if b.labels[0] == "google_container_node_pool"]
+
+
+OPEN_NETWORKS = ("0.0.0.0/0", "::/0")
+_VARIABLE = re.compile(r"^\$\{var\.([A-Za-z_][A-Za-z0-9_-]*)\}$")
+
+
+def cluster_private_nodes(module: Module, repo: Path | None) -> list[Problem]:
+    """GKE clusters: nodes have internal addresses only, and no node pool opts out of that."""
+    found = []
+    for cluster in _clusters(module):
+        if not any(
+            c.get("enable_private_nodes") is True for c in nested(cluster.body, "private_cluster_config")
+        ):
+            found.append(
+                problem(
+                    cluster,
+                    "cluster nodes get public IP addresses "
+                    "(no private_cluster_config { enable_private_nodes = true })",
+                    "add private_cluster_config { enable_private_nodes = true, "
+                    "enable_private_endpoint = false } (egress goes through Cloud NAT)",
+                    repo,
+                )
+            )
+    for pool in _pools(module):
+        if any(n.get("enable_private_nodes") is False for n in nested(pool.body, "network_config")):
+            found.append(
+                problem(
+                    pool,
+                    "node pool opts out of private nodes (network_config.enable_private_nodes = false)",
+                    "remove enable_private_nodes from the pool's network_config",
+                    repo,
+                )
+            )
+    return found
+
+
+def control_plane_authorized_networks(module: Module, repo: Path | None) -> list[Problem]:
+    """GKE clusters: the control plane answers only the networks config lists (cluster.authorizedNetworks).
+
+    ``master_authorized_networks_config`` must exist, take its ``cidr_blocks`` from one dynamic block
+    over a module variable without a default (so the root passes it, from config), list no literal
+    network, and keep Compute Engine's public IPs (``gcp_public_cidrs_access_enabled``) out.
+    """
+    found = []
+    fix = (
+        "master_authorized_networks_config { gcp_public_cidrs_access_enabled = false, "
+        'dynamic "cidr_blocks" { for_each = var.authorized_networks ... } }: the networks are '
+        "cluster.authorizedNetworks in config.yaml"
+    )
+    variables = module.variables
+    for cluster in _clusters(module):
+        dns = nested(cluster.body, "control_plane_endpoints_config", "dns_endpoint_config")
+        if any(d.get("allow_external_traffic") is True for d in dns):
+            found.append(
+                problem(
+                    cluster,
+                    "the control plane's DNS endpoint admits traffic from anywhere "
+                    "(authorized networks do not apply to it)",
+                    "set control_plane_endpoints_config { dns_endpoint_config { "
+                    "allow_external_traffic = false } }",
+                    repo,
+                )
+            )
+        configs = nested(cluster.body, "master_authorized_networks_config")
+        if not configs:
+            found.append(
+                problem(
+                    cluster,
+                    "control plane is open to every network (no master_authorized_networks_config)",
+                    fix,
+                    repo,
+                )
+            )
+            continue
+        for config in configs:
+            if config.get("gcp_public_cidrs_access_enabled") is not False:
+                found.append(
+                    problem(
+                        cluster,
+                        "control plane admits every Compute Engine public IP "
+                        "(gcp_public_cidrs_access_enabled is not false)",
+                        "set gcp_public_cidrs_access_enabled = false",
+                        repo,
+                    )
+                )
+            for block in nested(config, "cidr_blocks"):
+                cidr = str(block.get("cidr_block", ""))
+                what = (
+                    f"control plane is open to the whole internet (cidr_blocks {cidr})"
+                    if cidr in OPEN_NETWORKS
+                    else f"authorized network {cidr} is a literal in the module, not from config"
+                )
+                found.append(problem(cluster, what, fix, repo))
+            dynamic = [d["cidr_blocks"] for d in nested(config, "dynamic") if "cidr_blocks" in d]
+            sources = [str(d.get("for_each", "")) for d in dynamic if isinstance(d, dict)]
+            if not sources:
+                found.append(problem(cluster, "authorized networks do not come from a variable", fix, repo))
+            for source in sources:
+                m = _VARIABLE.match(source)
+                if not m:
+                    found.append(
+                        problem(
+                            cluster,
+                            f"authorized networks come from {source!r}, not from one variable",
+                            f"use for_each = var.<name> alone; {fix}",
+                            repo,
+                        )
+                    )
+                elif m.group(1) not in variables or "default" in variables[m.group(1)].body:
+                    found.append(
+                        problem(
+                            cluster,
+                            f"authorized networks come from var.{m.group(1)}, which is not a module input "
+                            "without a default (the root must pass it, from config)",
+                            "declare the variable without a default; the root passes "
+                            "var.authorized_networks (from config)",
+                            repo,
+                        )
+                    )
+    return found
+
+
+def no_client_certificates(module: Module, repo: Path | None) -> list[Problem]:
+    """GKE clusters: no client certificates (they cannot be revoked), no legacy ABAC authorizer."""
+    found = []
+    for cluster in _clusters(module):
+        certs = nested(cluster.body, "master_auth", "client_certificate_config")
+        if not certs or not all(c.get("issue_client_certificate") is False for c in certs):
+            found.append(
+                problem(
+                    cluster,
+                    "client certificate authentication is not explicitly off",
+                    "add master_auth { client_certificate_config { issue_client_certificate = false } }",
+                    repo,
+                )
+            )
+        if cluster.body.get("enable_legacy_abac") not in (None, False):
+            found.append(
+                problem(
+                    cluster,
+                    "legacy ABAC is on (static permissions beyond RBAC and IAM)",
+                    "set enable_legacy_abac = false",
+                    repo,
+                )
+            )
+    return found
+
+
+def node_pools_shielded(module: Module, repo: Path | None) -> list[Problem]:
+    """Every node pool (and any inline ``node_pool`` of a cluster): Shielded VM with Secure Boot and
+    integrity monitoring. GPU pools too: the NVIDIA driver GKE installs is signed."""
+    found = []
+    fix = (
+        "add node_config { shielded_instance_config { enable_secure_boot = true, "
+        "enable_integrity_monitoring = true } }"
+    )
+    pools = [(pool, "node pool", [pool.body]) for pool in _pools(module)]
+    for cluster in _clusters(module):
+        if cluster.body.get("enable_shielded_nodes") is False:
+            found.append(
+                problem(cluster, "Shielded GKE Nodes are off", "remove enable_shielded_nodes = false", repo)
+            )
+        if inline := nested(cluster.body, "node_pool"):
+            pools.append((cluster, "inline node_pool", inline))
+    for block, kind, bodies in pools:
+        for body in bodies:
+            shielded = nested(body, "node_config", "shielded_instance_config")
+            for key, what in (
+                ("enable_secure_boot", "Secure Boot"),
+                ("enable_integrity_monitoring", "integrity monitoring"),
+            ):
+                if not shielded or not all(s.get(key) is True for s in shielded):
+                    found.append(problem(block, f"{kind} does not turn on {what} ({key} = true)", fix, repo))
+    return found
+
+
 def no_in_cluster_providers(module: Module, repo: Path | None) -> list[Problem]:
     """No kubernetes/helm/kubectl providers or resources: Argo CD owns everything in the cluster."""
     found = []
@@ -203,6 +390,10 @@ MODULE_RULES: tuple[Callable[[Module, Path | None], list[Problem]], ...] = (
     gpu_pool_scales_to_zero,
     gpu_pool_tainted_with_driver,
     cluster_baseline,
+    cluster_private_nodes,
+    control_plane_authorized_networks,
+    no_client_certificates,
+    node_pools_shielded,
     no_in_cluster_providers,
     no_secret_values,
 )

@@ -23,6 +23,7 @@ module "gke" {
   project_id          = var.project_id
   cluster_name        = var.cluster_name
   location            = var.location
+  region              = var.region
   kubernetes_version  = var.kubernetes_version
   registry_location   = var.registry_location
   registry_project    = var.registry_project
@@ -32,4 +33,6 @@ module "gke" {
   gpu_per_node        = var.gpu_per_node
   gpu_max_nodes       = var.gpu_max_nodes
   gpu_spot            = var.gpu_spot
+  authorized_networks = var.authorized_networks
+  labels              = var.labels
 }

@@ -56,3 +56,14 @@ variable "gpu_max_nodes" {
 variable "gpu_spot" {
   type = bool
 }
+
+variable "authorized_networks" {
+  type = list(object({
+    cidr_block   = string
+    display_name = string
+  }))
+}
+
+variable "labels" {
+  type = map(string)
+}

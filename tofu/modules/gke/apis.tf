@@ -8,6 +8,7 @@ locals {
     "iamcredentials.googleapis.com",
     "secretmanager.googleapis.com",
     "artifactregistry.googleapis.com",
+    "binaryauthorization.googleapis.com",
   ])
 }
 

@@ -24,6 +24,37 @@ variable "location" {
   type        = string
 }
 
+variable "region" {
+  description = "Region of the cluster's zone: its subnet and Cloud NAT (cluster.location, region part)."
+  type        = string
+}
+
+variable "authorized_networks" {
+  description = "IPv4 networks allowed to reach the control plane's public endpoint (cluster.authorizedNetworks)."
+  type = list(object({
+    cidr_block   = string
+    display_name = string
+  }))
+  validation {
+    condition = alltrue([
+      for n in var.authorized_networks :
+      can(cidrnetmask(n.cidr_block)) ? cidrsubnet(n.cidr_block, 0, 0) == n.cidr_block : false
+    ])
+    error_message = "authorized_networks: every cidr_block must be an IPv4 network without host bits, e.g. 203.0.113.0/24."
+  }
+}
+
+variable "labels" {
+  description = "Labels of the cluster and the resources GKE makes for it (cluster.labels, plus env and part-of)."
+  type        = map(string)
+  validation {
+    condition = alltrue([
+      for k, v in var.labels : can(regex("^[a-z][a-z0-9_-]{0,62}$", k)) && can(regex("^[a-z0-9_-]{0,63}$", v))
+    ])
+    error_message = "labels: keys are [a-z][a-z0-9_-]{0,62}, values [a-z0-9_-]{0,63} (GCP label syntax)."
+  }
+}
+
 variable "kubernetes_version" {
   description = "GKE minor version, e.g. \"1.34\" (cluster.kubernetesVersion)."
   type        = string
@@ -97,6 +128,24 @@ variable "gpu_disk_size_gb" {
   description = "Boot disk of GPU nodes (modelcar images are pulled onto it)."
   type        = number
   default     = 100
+}
+
+variable "node_cidr" {
+  description = "Primary range of the nodes' subnet (the cluster's own VPC)."
+  type        = string
+  default     = "10.0.0.0/20"
+}
+
+variable "pod_cidr" {
+  description = "Secondary range of the subnet for pods."
+  type        = string
+  default     = "10.4.0.0/14"
+}
+
+variable "service_cidr" {
+  description = "Secondary range of the subnet for services."
+  type        = string
+  default     = "10.8.0.0/20"
 }
 
 variable "release_channel" {
