@@ -148,6 +148,15 @@ BROKEN = [
         id="prod-everything",
     ),
     pytest.param(
+        "prod",
+        "cidrBlock: 198.51.100.0/28",
+        "cidrBlock: 64.0.0.0/7",
+        "cluster.authorizedNetworks.1.cidrBlock",
+        "cidrBlock: 64.0.0.0/7",
+        "opens the control plane of a production environment to 2^25 addresses",
+        id="prod-too-broad",
+    ),
+    pytest.param(
         "dev",
         DEV_LABELS,
         "    Team: ml\n",
@@ -267,3 +276,12 @@ def test_production_is_known_by_its_approval_gate_not_its_name(repo_copy: Path) 
     _edit(repo_copy, "prod", "  approvalRequired: true", "  approvalRequired: false")
     _edit(repo_copy, "prod", "cidrBlock: 198.51.100.0/28", "cidrBlock: 0.0.0.0/0")
     assert not envconfig.load_env(repo_copy, "prod").production
+
+
+def test_networks_that_add_up_to_the_internet_are_refused_in_production(repo_copy: Path) -> None:
+    """Each half of the address space is broad on its own; together they are 0.0.0.0/0."""
+    _edit(repo_copy, "prod", "cidrBlock: 203.0.113.0/24", "cidrBlock: 10.0.0.0/8")
+    envconfig.load_env(repo_copy, "prod")  # a /8 alone is allowed
+    _edit(repo_copy, "prod", "cidrBlock: 198.51.100.0/28", "cidrBlock: 11.0.0.0/8")
+    with pytest.raises(ConfigError, match=r"together these networks cover 10\.0\.0\.0/7"):
+        envconfig.load_env(repo_copy, "prod")

@@ -384,7 +384,7 @@ def test_a_source_path_beyond_path_max_is_one_error(
     _nothing_written(repo_copy)
 
 
-@pytest.mark.parametrize("case", ["fifo", "dangling", "backslash", "missing"])
+@pytest.mark.parametrize("case", ["fifo", "dangling", "backslash", "missing", "loop"])
 def test_a_bad_source_entry_is_bad_input(
     deliver: Any, repo_copy: Path, busybox_base: BaseLayout, tmp_path: Path, case: str
 ) -> None:
@@ -394,6 +394,7 @@ def test_a_bad_source_entry_is_bad_input(
         "dangling": "is a dangling symlink",
         "backslash": "unsafe file name",
         "missing": "source directory not found",
+        "loop": "cannot read the source: Symlink loop",
     }[case]
     if case == "fifo":
         os.mkfifo(src / "pipe.json")
@@ -401,6 +402,9 @@ def test_a_bad_source_entry_is_bad_input(
         (src / "gone.json").symlink_to(src / "nowhere.json")
     elif case == "backslash":
         (src / "a\\b.json").write_text("{}")
+    elif case == "loop":
+        (src / "one.json").symlink_to(src / "two.json")
+        (src / "two.json").symlink_to(src / "one.json")
     else:
         src = tmp_path / "no-such-dir"
     res = deliver("modelcar", "build", "tiny", "--source", str(src), repo=repo_copy)

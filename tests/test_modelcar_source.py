@@ -366,3 +366,48 @@ def test_hf_token_and_registry_password_never_reach_output_lock_layout_or_caches
         assert all(secret not in text for text in outputs)
         for root in (tmp_path / "layout", tmp_path / "dc", repo_copy / "modelcars", repo_copy / "out"):
             assert _files_holding(root, secret) == [], root
+
+
+# --- the HF cache is held to the same rule: its listing or unverified -------------------------------
+
+
+def test_a_snapshot_without_its_listing_is_unverified(
+    deliver: Any, repo_copy: Path, busybox_base: BaseLayout, hf_cache: Path
+) -> None:
+    write_spec(repo_copy, "minilm", busybox_base.spec_ref)
+    (_storage(hf_cache) / "trees" / f"{MINILM_REVISION}.json").unlink()
+    res = _build(deliver, repo_copy, hf_cache, "--offline")
+    assert res.code == 0, res.err
+    assert json.loads(res.out)["source"] == {
+        "repo": MINILM_REPO, "revision": MINILM_REVISION, "from": "huggingface", "verified": False,
+    }  # fmt: skip
+
+
+def test_a_file_added_to_the_snapshot_is_refused(
+    deliver: Any, repo_copy: Path, busybox_base: BaseLayout, hf_cache: Path
+) -> None:
+    write_spec(repo_copy, "minilm", busybox_base.spec_ref)
+    (_storage(hf_cache) / "snapshots" / MINILM_REVISION / "added.json").write_text("{}")
+    res = _build(deliver, repo_copy, hf_cache, "--offline")
+    assert res.code == 2 and "1 file(s) not in that revision: added.json" in res.err, res.err
+    assert "download it again" in res.err
+
+
+@pytest.mark.parametrize(
+    ("files", "words"),
+    [
+        ('{"files": {"config.json": "x"}}', "entry for config.json is malformed"),
+        ('{"files": {"config.json": {"size": "big"}}}', "entry for config.json is malformed"),
+        ('{"files": {"config.json": {}}}', "entry for config.json is malformed"),
+        ('{"files": ["config.json"]}', "has no files mapping"),
+        ('["not", "an", "object"]', "has no files mapping"),
+        ('{"files": {"a": {"size": 1, "lfs_sha256": "zz"}}}', "entry for a is malformed"),
+    ],
+)
+def test_a_damaged_hub_listing_is_one_clear_error(
+    deliver: Any, repo_copy: Path, busybox_base: BaseLayout, hf_cache: Path, files: str, words: str
+) -> None:
+    write_spec(repo_copy, "minilm", busybox_base.spec_ref)
+    (_storage(hf_cache) / "trees" / f"{MINILM_REVISION}.json").write_text(files)
+    res = _build(deliver, repo_copy, hf_cache, "--offline")
+    assert res.code == 2 and words in res.err and "Traceback" not in res.err, res.err

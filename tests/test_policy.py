@@ -221,10 +221,18 @@ def test_a_json_manifest_is_validated_like_yaml(repo_copy: Path) -> None:
 LIMIT = 1 << 20  # the API server's MaxSecretSize: a ConfigMap's or Secret's data, decoded
 
 
+SSA = {"argocd.argoproj.io/sync-options": "ServerSideApply=true"}  # no last-applied annotation
+
+
 def _config_map(name: str, data: dict[str, object], key: str = "data", **meta: object) -> str:
     import json
 
-    doc = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "keda", **meta}}
+    annotations = {**SSA, **(meta.pop("annotations", None) or {})}  # type: ignore[dict-item]
+    doc = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "keda", "annotations": annotations, **meta},
+    }
     doc[key] = data
     return json.dumps(doc)
 
@@ -241,7 +249,8 @@ def test_objects_the_api_server_refuses_for_their_size(repo_copy: Path) -> None:
     add(
         repo_copy,
         f"{layer}/cm-mixed.yaml",
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: mixed, namespace: keda}\n"
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: mixed, namespace: keda, annotations: "
+        "{argocd.argoproj.io/sync-options: ServerSideApply=true}}\n"
         f"data: {{t: {'x' * (800 << 10)}}}\n"
         f"binaryData: {{b: {base64.b64encode(bytes(300 << 10)).decode()}}}\n",
     )
@@ -263,19 +272,45 @@ def test_objects_the_api_server_refuses_for_their_size(repo_copy: Path) -> None:
     assert found == {
         ("ConfigMap/keda/over", f"ConfigMap data is {LIMIT + 1:,} bytes"),
         ("ConfigMap/keda/mixed", f"ConfigMap data is {(800 << 10) + (300 << 10):,} bytes"),
-        ("ConfigMap/keda/notes", f"annotations are {len('note') + (257 << 10):,} bytes"),
+        (
+            "ConfigMap/keda/notes",
+            f"annotations are {len('note') + (257 << 10) + len(''.join(*SSA.items())):,} bytes",
+        ),
         ("ConfigMap/keda/huge", "the object is 1.8 MiB as JSON"),
     }, found
     secret = "clusters/dev/layers/platform/secret-big.yaml"
     add(
         repo_copy,
         secret,
-        "apiVersion: v1\nkind: Secret\nmetadata: {name: big, namespace: keda}\n"
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: big, namespace: keda, annotations: "
+        "{argocd.argoproj.io/sync-options: ServerSideApply=true}}\n"
         f"data: {{k: {base64.b64encode(bytes(600 << 10)).decode()}}}\n"
         f"stringData: {{s: {'s' * (600 << 10)}}}\n",
     )
     (f,) = [f for f in only(repo_copy, "dev", "object-size") if f.resource == "Secret/keda/big"]
     assert f.message.startswith(f"Secret data is {1200 << 10:,} bytes") and "split it" in f.fix
+
+
+def test_an_object_applied_client_side_must_fit_its_last_applied_annotation(repo_copy: Path) -> None:
+    """Argo CD syncs client-side unless told: kubectl then copies the object into an annotation,
+    which the 256 KiB annotation limit caps; a 300 KiB ConfigMap is fine only server-side."""
+    import json
+
+    component = "clusters/dev/layers/components/platform/platform-config"
+    doc = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big", "namespace": "keda"}}
+    doc["data"] = {"a": "x" * (300 << 10)}
+    add(repo_copy, f"{component}/configmap-keda-big.json", json.dumps(doc))
+    (f,) = only(repo_copy, "dev", "object-size")
+    assert "is applied client-side" in f.message and "ServerSideApply=true" in f.fix
+    doc["metadata"]["annotations"] = SSA  # type: ignore[index]
+    add(repo_copy, f"{component}/configmap-keda-big.json", json.dumps(doc))
+    assert only(repo_copy, "dev", "object-size") == []
+    # the Application's own syncOptions count too
+    app = "clusters/dev/layers/platform/platform-config.yaml"
+    del doc["metadata"]["annotations"]  # type: ignore[attr-defined]
+    add(repo_copy, f"{component}/configmap-keda-big.json", json.dumps(doc))
+    edit(repo_copy, app, "    syncOptions:\n", "    syncOptions:\n      - ServerSideApply=true\n")
+    assert only(repo_copy, "dev", "object-size") == []
 
 
 # --- the request path as the only path (NetworkPolicies) and restricted pods -------------------------
@@ -361,6 +396,12 @@ def test_the_shipped_policies_let_in_exactly_the_request_path() -> None:
             "    - from: [{namespaceSelector: {}}]\n      ports: [{port: http}]\n",
             "lets any namespace (a demo tenant's too) reach serving on every port",
         ),
+        (
+            "serving",
+            "    - from: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: inference}}}]\n"
+            "      ports: [{port: 8000, protocol: UDP}]\n",
+            "lets namespace inference reach serving on every port",  # the graph is TCP
+        ),
     ],
     ids=[
         "tenant-to-vllm",
@@ -371,6 +412,7 @@ def test_the_shipped_policies_let_in_exactly_the_request_path() -> None:
         "ipblock",
         "own-namespace-other-port",
         "named-port-any-namespace",
+        "udp",
     ],
 )
 def test_a_hole_in_the_request_path_is_found(
@@ -400,6 +442,37 @@ def test_egress_policies_and_allowed_edges_are_not_holes(repo_copy: Path) -> Non
             "operator: In, values: [inference]}]}}]\n      ports: [{port: 8000}]\n",
         ),
     )
+    assert only(repo_copy, "dev", "request-path") == []
+
+
+def test_holes_the_api_server_defaults_open_are_found(repo_copy: Path) -> None:
+    """An empty policyTypes means [Ingress]; a policy without a namespace lands in its
+    Application's destination; both are evaluated like the rest."""
+    add(repo_copy, f"{SERVING_POLICIES}/networkpolicy-serving-empty-types.yaml",
+        _policy("empty-types", "serving", "    - {}\n", "[]"))  # fmt: skip
+    add(repo_copy, f"{SERVING_POLICIES}/networkpolicy-no-namespace.yaml",
+        _policy("no-ns", "serving", "    - {}\n").replace(", namespace: serving", ""))  # fmt: skip
+    got = {(f.resource, f.message.split(":")[0]) for f in only(repo_copy, "dev", "request-path")}
+    hole = "lets any namespace (a demo tenant's too) reach serving on every port"
+    assert got == {("NetworkPolicy/serving/empty-types", hole), ("NetworkPolicy/no-ns", hole)}, got
+
+
+def test_a_namespace_argo_creates_still_needs_its_default_deny(repo_copy: Path) -> None:
+    """kserve has no Namespace document: the Applications deploying into it put it on the path."""
+    for p in (repo_copy / SERVING_POLICIES).glob("networkpolicy-kserve-*.yaml"):
+        p.unlink()
+    (f,) = only(repo_copy, "dev", "request-path")
+    assert f.resource == "Namespace/kserve" and "no default-deny" in f.message
+
+
+def test_a_name_selector_narrowed_by_more_labels_is_still_bounded_by_the_name(repo_copy: Path) -> None:
+    narrow = "{kubernetes.io/metadata.name: inference, team: x}"
+    add(
+        repo_copy,
+        f"{SERVING_POLICIES}/networkpolicy-serving-narrow.yaml",
+        _policy("narrow", "serving", f"    - from: [{{namespaceSelector: {{matchLabels: {narrow}}}}}]\n"
+                "      ports: [{port: 8000}]\n"),
+    )  # fmt: skip
     assert only(repo_copy, "dev", "request-path") == []
 
 
@@ -440,8 +513,40 @@ def test_a_request_path_namespace_without_default_deny_is_found(repo_copy: Path,
             "      initContainers:",
             None,
         ),  # the containers still carry their own profile: fine
+        (
+            "            - name: http\n              containerPort: 8000\n",
+            "            - name: http\n              containerPort: 8000\n              hostPort: 8000\n",
+            "container vllm uses a hostPort",
+        ),
+        (
+            "      securityContext:\n        runAsUser: 65532\n",
+            "      securityContext:\n        runAsUser: 0\n",
+            "the pod runs as uid 0",
+        ),
+        (
+            "      securityContext:\n        runAsUser: 65532\n",
+            "      securityContext:\n        sysctls: [{name: kernel.msgmax, value: '1'}]\n"
+            "        runAsUser: 65532\n",
+            "unsafe sysctls kernel.msgmax",
+        ),
+        (
+            "            allowPrivilegeEscalation: false\n",
+            "            allowPrivilegeEscalation: false\n            procMount: Unmasked\n",
+            "container modelcar unmasks /proc",
+        ),
     ],
-    ids=["caps", "escalation", "host-network", "host-path", "root", "pod-seccomp-only"],
+    ids=[
+        "caps",
+        "escalation",
+        "host-network",
+        "host-path",
+        "root",
+        "pod-seccomp-only",
+        "host-port",
+        "pod-root",
+        "sysctls",
+        "proc-mount",
+    ],
 )
 def test_a_pod_we_render_that_is_not_restricted_is_found(
     repo_copy: Path, old: str, new: str, expected: str | None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,9 @@ from delivery.core import yamlio
 from delivery.core.documents import load_typed
 from delivery.core.errors import ConfigError, Location, Problem, UsageError, raise_if
 from delivery.core.paths import env_config_path, environments_dir, modelcars_dir
+
+MIN_PRODUCTION_PREFIX = 8
+"""A production control plane may be reached only from networks no broader than a /8 (each, and together)."""
 
 
 def _semantic_problems(cfg: EnvConfig) -> list[Problem]:
@@ -65,15 +69,39 @@ def _production_problems(cfg: EnvConfig, data: Any) -> list[Problem]:
                 f"list your office/VPN/CI egress networks under cluster.authorizedNetworks ({example})",
             )
         ]
-    return [
+    fix = "list only the networks that need kubectl access (your office, VPN or CI egress ranges)"
+    problems = [
         Problem(
             at("cluster", "authorizedNetworks", i, "cidrBlock"),
-            f"{net.cidr_block} opens the control plane of a production environment to the whole internet",
-            "list only the networks that need kubectl access (your office, VPN or CI egress ranges)",
+            f"{net.cidr_block} opens the control plane of a production environment to "
+            + (
+                "the whole internet"
+                if net.network.prefixlen == 0
+                else f"2^{32 - net.network.prefixlen} addresses"
+            ),
+            fix,
         )
         for i, net in enumerate(cfg.cluster.authorized_networks)
-        if net.network.prefixlen == 0
+        if net.network.prefixlen < MIN_PRODUCTION_PREFIX
     ]
+    # several broad networks can add up to everything (0.0.0.0/1 + 128.0.0.0/1)
+    v4 = [
+        net.network
+        for net in cfg.cluster.authorized_networks
+        if isinstance(net.network, ipaddress.IPv4Network)
+    ]
+    union = list(ipaddress.collapse_addresses(v4))
+    if not problems and any(n.prefixlen < MIN_PRODUCTION_PREFIX for n in union):
+        problems.append(
+            Problem(
+                at("cluster", "authorizedNetworks"),
+                "together these networks cover "
+                + ", ".join(str(n) for n in union if n.prefixlen < MIN_PRODUCTION_PREFIX)
+                + ": a production control plane open that wide is as good as public",
+                fix,
+            )
+        )
+    return problems
 
 
 def list_envs(repo: Path) -> list[str]:

@@ -64,16 +64,16 @@ def atomic_write_text(path: Path, text: str, mode: int | None = None) -> None:
 
 
 @contextlib.contextmanager
-def atomic_directory(path: Path) -> Iterator[Path]:
+def atomic_directory(path: Path, mode: int | None = None) -> Iterator[Path]:
     """Yield a temp directory beside ``path``; on success it replaces ``path`` whole.
 
     On error the temp directory is removed and ``path`` is left as it was. The directory gets
-    :func:`dir_mode` (mkdtemp makes it 0700).
+    ``mode``, by default :func:`dir_mode` (mkdtemp makes it 0700; pass 0o700 for private output).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
-        os.chmod(tmp, dir_mode())
+        os.chmod(tmp, dir_mode() if mode is None else mode)
         yield tmp
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")

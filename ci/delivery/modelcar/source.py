@@ -16,11 +16,12 @@ import errno
 import hashlib
 import json
 import os
+import re
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import urlsplit
 
 from delivery.core.console import redact
@@ -141,6 +142,10 @@ def scan_directory(
     """
     try:
         return _scan(root, spec, allowed_root, expected)
+    except RuntimeError as err:  # Path.resolve() on a symlink loop (Python < 3.13)
+        raise BadSourceError(
+            f"cannot read the source: {err}", where=str(root), fix="remove the symlink loop from the source"
+        ) from None
     except OSError as err:  # a name too long, a loop, an I/O error: name the path, never a traceback
         raise BadSourceError(
             f"cannot read the source: {err.strerror or err}",
@@ -272,13 +277,18 @@ def _git_blob_id(path: Path, size: int) -> str:
 def _check_against(source: ModelSource, spec: ModelcarSpec, listing: Listing) -> None:
     """Refuse a directory that is not the spec's revision: files missing or extra, other bytes."""
     name = f"{spec.source.repo}@{spec.source.revision[:12]}"
-    fix = f"pass a directory holding exactly {name} (or build without --source to use the HF cache)"
+    fix = (
+        f"pass a directory holding exactly {name} (or build without --source to use the HF cache)"
+        if source.kind == "directory"
+        else "the HF cache's snapshot was altered: delete that snapshot and download it again"
+    )
     wanted = {p for p in listing if spec.selects(p)}
     have = {f.relpath for f in source.files}
     for what, paths in (("missing", sorted(wanted - have)), ("not in that revision", sorted(have - wanted))):
         if paths:
             raise BadSourceError(
-                f"the directory is not {name}: {len(paths)} file(s) {what}: {', '.join(paths[:3])}",
+                f"the {source.kind} source is not {name}: "
+                f"{len(paths)} file(s) {what}: {', '.join(paths[:3])}",
                 where=str(source.root),
                 fix=fix,
             )
@@ -301,26 +311,35 @@ def _non_empty(source: ModelSource, spec: ModelcarSpec) -> ModelSource:
 def _hub_listing(storage: Path, revision: str) -> Listing | None:
     """The hub's file listing for a commit as huggingface_hub cached it (trees/<commit>.json)."""
     path = storage / "trees" / f"{revision}.json"
+    fix = "delete it; the next online download writes it again"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        files: dict[str, Any] = data["files"]
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError) as err:
+    except (OSError, ValueError) as err:
         raise BadSourceError(
-            f"the cached hub listing is unreadable ({err})",
-            where=str(path),
-            fix="delete it; the next online download writes it again",
+            f"the cached hub listing is unreadable ({err})", where=str(path), fix=fix
         ) from None
+    files = data.get("files") if isinstance(data, dict) else None
+    if not isinstance(files, dict):
+        raise BadSourceError("the cached hub listing has no files mapping", where=str(path), fix=fix)
     listing: Listing = {}
     for relpath, info in files.items():
-        check_relpath(relpath, f"{path}: files")
-        lfs = info.get("lfs_sha256")
-        blob = info.get("blob_id")
-        listing[relpath] = HubFile(
-            int(info.get("lfs_size") or info["size"]),
-            f"sha256:{lfs}" if lfs else None,
-            str(blob) if blob and not lfs else None,
+        check_relpath(str(relpath), f"{path}: files")
+        try:
+            if not isinstance(info, dict):
+                raise TypeError("not a mapping")
+            lfs = info.get("lfs_sha256")
+            blob = info.get("blob_id")
+            size = int(info.get("lfs_size") or info["size"])
+            if size < 0 or (lfs is not None and not re.fullmatch(r"[0-9a-f]{64}", str(lfs))):
+                raise ValueError("bad size or sha256")
+        except (KeyError, TypeError, ValueError) as err:
+            raise BadSourceError(
+                f"the cached hub listing's entry for {relpath} is malformed ({err})", where=str(path), fix=fix
+            ) from None
+        listing[str(relpath)] = HubFile(
+            size, f"sha256:{lfs}" if lfs else None, str(blob) if blob and not lfs else None
         )
     return listing
 
@@ -368,7 +387,11 @@ def huggingface_source(
                 fix="download again with network access (unset HF_HUB_OFFLINE)",
             )
     files = scan_directory(Path(snapshot), spec, allowed_root=storage, expected=listing)
-    return _non_empty(ModelSource("huggingface", Path(snapshot), tuple(files)), spec)
+    source = _non_empty(ModelSource("huggingface", Path(snapshot), tuple(files), verified=False), spec)
+    if listing is None:  # a snapshot without the hub's listing: nothing says these are the revision's files
+        return source
+    _check_against(source, spec, listing)
+    return ModelSource("huggingface", source.root, source.files, verified=True)
 
 
 def hub_host() -> str:

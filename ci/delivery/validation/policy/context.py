@@ -59,6 +59,20 @@ class EnvContext:
         return frozenset(names)
 
     @cached_property
+    def applications(self) -> dict[str, dict[str, Any]]:
+        """Each Application's spec by name (a component ``components/<layer>/<name>/`` is its app's)."""
+        return {m.name: app_spec(m.doc)[1] for m in self.manifests if m.kind == "Application"}
+
+    def owning_app(self, m: Manifest) -> dict[str, Any] | None:
+        """The spec of the Application that applies ``m`` (from its component directory), if any."""
+        parts = m.path.parts
+        if COMPONENTS in parts:
+            i = parts.index(COMPONENTS)
+            if len(parts) > i + 3:
+                return self.applications.get(parts[i + 2])
+        return None
+
+    @cached_property
     def envs(self) -> frozenset[str]:
         """Every environment of the repo (directories under environments/ holding a config.yaml)."""
         return frozenset(p.parent.name for p in (self.repo / "environments").glob("*/config.yaml"))

@@ -17,7 +17,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from delivery.gitops.conventions import ANY, NAME_LABEL, PSS_ENFORCE, RESTRICTED, Edge, request_path
+from delivery.gitops.conventions import (
+    ANY,
+    NAME_LABEL,
+    PSS_ENFORCE,
+    RESTRICTED,
+    Edge,
+    request_path,
+)
 from delivery.validation.findings import Finding
 from delivery.validation.manifests import Manifest
 from delivery.validation.policy.context import EnvContext, JsonPath, finding
@@ -44,29 +51,25 @@ def _mapping(node: Any) -> dict[str, Any]:
 
 def _policy_types(spec: dict[str, Any]) -> list[str]:
     types = spec.get("policyTypes")
-    if isinstance(types, list):
+    if isinstance(types, list) and types:  # an empty list is defaulted like a missing one
         return [str(t) for t in types]
     return ["Ingress", "Egress"] if spec.get("egress") else ["Ingress"]  # the API server's defaulting
 
 
 def _named_namespaces(selector: dict[str, Any]) -> set[str] | None:
-    """The namespaces a selector picks by name (``kubernetes.io/metadata.name``), or None when it
-    selects on anything else (a label any namespace's owner can set: a tenant too) or on nothing."""
+    """The namespaces a selector can pick, bounded by their names (``kubernetes.io/metadata.name``),
+    or None when nothing bounds the name: an empty selector, or one on labels alone (any
+    namespace's owner can set those: a tenant too). Requirements are ANDed, so a name constraint
+    beside other labels still bounds the set."""
     labels = _mapping(selector.get("matchLabels"))
-    exprs = selector.get("matchExpressions") or []
-    if not labels and not exprs:
-        return None  # {}: every namespace
     names: set[str] | None = None
-    if labels:
-        if set(labels) != {NAME_LABEL}:
-            return None
+    if NAME_LABEL in labels:
         names = {str(labels[NAME_LABEL])}
-    for e in exprs:
+    for e in selector.get("matchExpressions") or []:
         e = _mapping(e)
-        if e.get("key") != NAME_LABEL or e.get("operator") != "In":
-            return None
-        values = {str(v) for v in e.get("values") or []}
-        names = values if names is None else names & values
+        if e.get("key") == NAME_LABEL and e.get("operator") == "In":
+            values = {str(v) for v in e.get("values") or []}
+            names = values if names is None else names & values
     return names
 
 
@@ -77,15 +80,33 @@ def _ports(rule: dict[str, Any]) -> frozenset[int] | None:
     out: set[int] = set()
     for p in ports:
         port = _mapping(p).get("port")
-        if not isinstance(port, int):
-            return None  # a named port or a range start: treat as every port (conservative)
+        if not isinstance(port, int) or str(_mapping(p).get("protocol") or "TCP") != "TCP":
+            return None  # a named port, no port, or UDP/SCTP (the graph is TCP): every port
         end = _mapping(p).get("endPort")
         out.update(range(port, int(end) + 1) if isinstance(end, int) else [port])
     return frozenset(out)
 
 
-def openings(m: Manifest) -> Iterator[Opening]:
-    """Every (source, ports) an ingress NetworkPolicy lets into its namespace."""
+def effective_namespace(m: Manifest, ctx: EnvContext) -> str:
+    """Where Argo CD applies ``m``: its own namespace, else its Application's destination namespace."""
+    if m.namespace:
+        return m.namespace
+    app = ctx.owning_app(m)
+    return str(_mapping(_mapping(app).get("destination")).get("namespace") or "") if app else ""
+
+
+def _app_destinations(ctx: EnvContext) -> set[str]:
+    return {
+        str(_mapping(spec.get("destination")).get("namespace"))
+        for spec in ctx.applications.values()
+        if _mapping(spec.get("destination")).get("namespace")
+    }
+
+
+def openings(m: Manifest, namespace: str | None = None) -> Iterator[Opening]:
+    """Every (source, ports) an ingress NetworkPolicy lets into its namespace (``namespace``: where
+    it is applied, when the manifest does not say)."""
+    own = namespace if namespace is not None else m.namespace
     spec = _mapping(m.doc.get("spec"))
     if "Ingress" not in _policy_types(spec):
         return
@@ -106,7 +127,7 @@ def openings(m: Manifest) -> Iterator[Opening]:
                 for source in sorted(names) if names is not None else [ANY]:
                     yield Opening(source, ports, m, (*path, "namespaceSelector"))
             else:  # podSelector alone: pods of the policy's own namespace
-                yield Opening(m.namespace, ports, m, path)
+                yield Opening(own, ports, m, path)
 
 
 def _default_deny(m: Manifest) -> bool:
@@ -134,18 +155,24 @@ def _shown(ports: frozenset[int] | None) -> str:
 def request_path_rule(ctx: EnvContext) -> list[Finding]:
     """``request-path``: the rendered NetworkPolicies let in exactly the request path's edges."""
     graph = request_path(ctx.cfg)
-    deployed = {m.namespace for m in ctx.manifests if m.namespace} | {
-        m.name for m in ctx.manifests if m.kind == "Namespace"
-    }
+    # every namespace the env deploys into: manifests' own, Namespace documents and the
+    # Applications' destinations (Argo CD creates some namespaces, e.g. kserve)
+    deployed = (
+        {m.namespace for m in ctx.manifests if m.namespace}
+        | {m.name for m in ctx.manifests if m.kind == "Namespace"}
+        | _app_destinations(ctx)
+    )
     policies = [
-        m for m in ctx.manifests if m.kind == "NetworkPolicy" and m.api_version == "networking.k8s.io/v1"
+        (m, effective_namespace(m, ctx))
+        for m in ctx.manifests
+        if m.kind == "NetworkPolicy" and m.api_version == "networking.k8s.io/v1"
     ]
     found: list[Finding] = []
     env_dir = f"clusters/{ctx.cfg.name}/layers"
     for ns, edges in graph.items():
         if ns not in deployed:
             continue  # its layer is not in this env's profile
-        mine = [m for m in policies if m.namespace == ns]
+        mine = [m for m, where in policies if where == ns]
         if not any(_default_deny(m) for m in mine):
             found.append(
                 Finding.at(
@@ -159,7 +186,7 @@ def request_path_rule(ctx: EnvContext) -> list[Finding]:
                 )
             )
         for m in mine:
-            for o in openings(m):
+            for o in openings(m, ns):
                 if _allowed(o, edges):
                     continue
                 who = "any namespace (a demo tenant's too)" if o.source == ANY else f"namespace {o.source}"
@@ -211,6 +238,33 @@ def _pod_spec(m: Manifest) -> tuple[JsonPath, dict[str, Any]] | None:
     return None
 
 
+# The sysctls Pod Security "baseline" allows (the safe set of the kubelet)
+_SAFE_SYSCTLS = {
+    "kernel.shm_rmid_forced",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.ping_group_range",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+}
+_SELINUX_TYPES = {None, "", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"}
+
+
+def _platform_options(sc: dict[str, Any], where: JsonPath, who: str) -> Iterator[tuple[JsonPath, str]]:
+    """SELinux, AppArmor and Windows options that baseline (so restricted) forbids."""
+    selinux = _mapping(sc.get("seLinuxOptions"))
+    if selinux.get("type") not in _SELINUX_TYPES or selinux.get("user") or selinux.get("role"):
+        yield (*where, "seLinuxOptions"), f"{who} sets a custom SELinux type, user or role"
+    if _mapping(sc.get("appArmorProfile")).get("type") == "Unconfined":
+        yield (*where, "appArmorProfile"), f"{who} runs AppArmor-unconfined"
+    if _mapping(sc.get("windowsOptions")).get("hostProcess"):
+        yield (*where, "windowsOptions", "hostProcess"), f"{who} is a Windows host process"
+
+
 def _restricted_problems(pod: dict[str, Any]) -> Iterator[tuple[JsonPath, str]]:
     """What keeps a pod spec from the ``restricted`` profile (paths relative to the pod spec)."""
     ctx = _mapping(pod.get("securityContext"))
@@ -221,13 +275,26 @@ def _restricted_problems(pod: dict[str, Any]) -> Iterator[tuple[JsonPath, str]]:
         kinds = set(_mapping(vol)) - _RESTRICTED_VOLUMES
         if kinds:
             yield ("volumes", i), f"volume type {', '.join(sorted(kinds))} is not allowed"
+    if ctx.get("runAsUser") == 0:
+        yield ("securityContext", "runAsUser"), "the pod runs as uid 0"
+    unsafe = [str(_mapping(x).get("name")) for x in ctx.get("sysctls") or []]
+    unsafe = [n for n in unsafe if n not in _SAFE_SYSCTLS]
+    if unsafe:
+        yield ("securityContext", "sysctls"), f"unsafe sysctls {', '.join(unsafe)}"
+    yield from _platform_options(ctx, ("securityContext",), "the pod")
     pod_seccomp = _mapping(ctx.get("seccompProfile")).get("type")
-    for group in ("initContainers", "containers"):
+    for group in ("initContainers", "containers", "ephemeralContainers"):
         for i, c in enumerate(pod.get(group) or []):
             c = _mapping(c)
             sc = _mapping(c.get("securityContext"))
             where: JsonPath = (group, i, "securityContext")
             name = c.get("name", i)
+            for j, port in enumerate(c.get("ports") or []):
+                if _mapping(port).get("hostPort"):
+                    yield (group, i, "ports", j, "hostPort"), f"container {name} uses a hostPort"
+            if sc.get("procMount") not in (None, "Default"):
+                yield (*where, "procMount"), f"container {name} unmasks /proc"
+            yield from _platform_options(sc, where, f"container {name}")
             if sc.get("privileged"):
                 yield (*where, "privileged"), f"container {name} is privileged"
             if sc.get("allowPrivilegeEscalation") is not False:

@@ -137,8 +137,8 @@ RULES: tuple[Rule, ...] = (
     ),
     per_manifest(
         "object-size",
-        "a ConfigMap/Secret whose data is over 1 MiB, annotations over 256 KiB, or any object over "
-        "1.5 MiB: what the API server (or etcd) refuses",
+        "a ConfigMap/Secret whose data is over 1 MiB, annotations over 256 KiB, any object over "
+        "1.5 MiB, or one applied client-side over ~252 KiB: what the API server (or etcd) refuses",
         object_size,
     ),
     per_manifest(

@@ -44,6 +44,11 @@ def secret_data(m: Manifest, ctx: EnvContext) -> list[Finding]:
 MAX_DATA_BYTES = 1 << 20
 MAX_ANNOTATION_BYTES = 256 << 10
 MAX_OBJECT_BYTES = 3 << 19
+# Argo CD applies client-side unless told otherwise: kubectl then stores the whole object in the
+# last-applied-configuration annotation, which the annotation limit above caps (with some room
+# for the annotation's own key and kubectl's additions).
+MAX_CLIENT_SIDE_BYTES = MAX_ANNOTATION_BYTES - (4 << 10)
+SERVER_SIDE = "ServerSideApply=true"
 _MIB = 1 << 20
 
 
@@ -72,6 +77,16 @@ def _data_bytes(m: Manifest) -> int:
     sizes = {str(k): _decoded_len(v) for k, v in data.items()}
     sizes.update({str(k): len(str(v).encode("utf-8")) for k, v in strings.items()})  # stringData wins
     return sum(sizes.values())
+
+
+def _server_side(m: Manifest, ctx: EnvContext) -> bool:
+    """Whether Argo CD applies ``m`` server-side: its own sync-options annotation or its app's."""
+    notes = _mapping(_mapping(m.doc, "metadata"), "annotations")
+    if SERVER_SIDE in str(notes.get("argocd.argoproj.io/sync-options", "")):
+        return True
+    app = ctx.owning_app(m) or {}
+    options = _mapping(app, "syncPolicy").get("syncOptions") or []
+    return SERVER_SIDE in [str(o) for o in options]
 
 
 def object_size(m: Manifest, ctx: EnvContext) -> list[Finding]:
@@ -103,6 +118,18 @@ def object_size(m: Manifest, ctx: EnvContext) -> list[Finding]:
             )
         )
     total = len(json.dumps(m.doc, separators=(",", ":"), default=str).encode("utf-8"))
+    if MAX_CLIENT_SIDE_BYTES < total <= MAX_OBJECT_BYTES and not _server_side(m, ctx):
+        found.append(
+            finding(
+                m,
+                "object-size",
+                f"the object is {total:,} bytes as JSON and is applied client-side: its "
+                f"last-applied-configuration annotation would pass the {MAX_ANNOTATION_BYTES:,}-byte limit",
+                f"sync it server-side (annotation argocd.argoproj.io/sync-options: {SERVER_SIDE}, or the "
+                "Application's syncOptions), or split it",
+                ("kind",),
+            )
+        )
     if total > MAX_OBJECT_BYTES:
         found.append(
             finding(
