@@ -669,3 +669,22 @@ def test_hub_errors_name_the_hub_in_use(
     assert str(problem.where).startswith(f"{shown}/sentence-transformers/all-MiniLM-L6-v2@")
     assert f"the hub at {shown} could not be reached" in problem.what
     assert "hf_secret" not in err.value.render() and "offline" not in problem.what
+
+
+# --- machine-written YAML (locks) reads back exactly, whatever the names ---------------------------
+
+
+def test_machine_written_yaml_round_trips_hostile_strings(tmp_path: Path) -> None:
+    tricky = ["null", "~", "yes", "No", "0x10", "1e3", "0777", " lead", "trail ", "- x", "#x", "a: b",
+              "\\", '"', "'", "\u2028line", "tab\tx", "ünï", "", "*alias", "&anchor", "!tag", "@at",
+              "`tick`", "%pct"]  # fmt: skip
+    data = {
+        "files": [{"path": t, "size": i, "sha256": f"sha256:{i:064x}"} for i, t in enumerate(tricky)],
+        **{t or "empty": t for t in tricky},
+        "nested": {"empty": {}, "none": [], "deep": [[1, [2, {"k": None}]], True, 1.5]},
+    }
+    text = yamlio.dump_machine(data)
+    lock = tmp_path / "x.lock.yaml"
+    lock.write_text(text)
+    assert yamlio.plain(yamlio.load_file(lock)) == data  # the same reader every lock goes through
+    assert text.isascii()

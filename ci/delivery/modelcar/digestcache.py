@@ -24,7 +24,7 @@ from pathlib import Path
 from delivery.core.fsutil import atomic_write_text
 from delivery.modelcar.tarlayer import TAR_SPEC_VERSION, Hashed, TarLayer
 
-FORMAT = 1
+FORMAT = 2  # 2: file keys without realpath (see file_identity)
 
 
 def default_cache_dir() -> Path:
@@ -35,9 +35,11 @@ def default_cache_dir() -> Path:
 
 
 def file_identity(path: Path, st: os.stat_result | None = None) -> str:
-    """The cache key of a file: its real path and its stat (``st``, else a fresh ``os.stat``)."""
+    """The cache key of a file: its path and its stat (``st``, else a fresh ``os.stat``). The
+    sources give real paths already (symlinks resolved, symlinked directories refused), and
+    device + inode name the file whatever the path."""
     st = st if st is not None else os.stat(path)
-    return f"{os.path.realpath(path)}|{st.st_dev}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}"
+    return f"{path}|{st.st_dev}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}"
 
 
 def layer_key(layer: TarLayer, sums: dict[str, str]) -> str:
