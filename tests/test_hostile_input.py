@@ -688,3 +688,12 @@ def test_machine_written_yaml_round_trips_hostile_strings(tmp_path: Path) -> Non
     lock.write_text(text)
     assert yamlio.plain(yamlio.load_file(lock)) == data  # the same reader every lock goes through
     assert text.isascii()
+
+
+def test_a_mistyped_schema_source_directory_is_an_error(
+    deliver: Any, repo_copy: Path, tmp_path: Path
+) -> None:
+    """--source names the hermetic schema copy: a typo must not silently mean "download instead"."""
+    for argv in (["schemas", "--env", "dev"], ["validate", "--env", "dev"]):
+        res = deliver(*argv, "--source", str(tmp_path / "kube-shemas"), repo=repo_copy)
+        assert res.code == EXIT_BAD_INPUT and "does not exist" in res.err and "fix:" in res.err, res.err

@@ -173,8 +173,8 @@ def test_env_values_come_from_config(deliver, repo_copy: Path) -> None:  # type:
     _edit(cfg, "repoBranch: main", "repoBranch: release/staging")
     _edit(cfg, "https://github.com/example-org/llm-platform.git", "https://github.com/fork/platform.git")
     stale = deliver("layers", "render", "--env", "staging", "--check", repo=repo_copy)
-    assert stale.code == 1 and "out of date with the environment config" in stale.err
-    assert "fix: run: deliver layers render --env staging --write" in stale.err
+    assert stale.code == 1 and "it is generated, and --write replaces a hand edit here" in stale.err
+    assert "then deliver layers render --env staging --write" in stale.err
     assert deliver("layers", "render", "--env", "staging", "--write", repo=repo_copy).code == 0
     assert deliver("layers", "render", "--env", "staging", "--check", repo=repo_copy).code == 0
     (store,) = _by_kind(repo_copy, "staging", "ClusterSecretStore")
@@ -221,7 +221,7 @@ def test_modelcar_and_images_come_from_the_release_of_a_promoted_env(deliver, re
         },
     )
     res = deliver("layers", "render", "--env", "prod", "--check", repo=repo_copy)
-    assert res.code == 1 and "deployment-serving-raw-vllm.yaml: out of date" in res.err
+    assert res.code == 1 and "deployment-serving-raw-vllm.yaml: differs from what" in res.err
     assert deliver("layers", "render", "--env", "prod", "--write", repo=repo_copy).code == 0
     (llmisvc,) = _by_kind(repo_copy, "prod", "LLMInferenceService")
     assert llmisvc["spec"]["model"]["uri"] == f"oci://{prod_registry}/qwen2.5-0.5b-instruct@{digest}"
@@ -271,7 +271,7 @@ def test_check_names_changed_missing_and_extra_files(deliver, repo_copy: Path) -
     (base / "serving/hand-written.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
     res = deliver("layers", "render", "--env", "dev", "--check", repo=repo_copy)
     assert res.code == 1
-    assert "clusters/dev/layers/platform/keda.yaml: out of date" in res.err
+    assert "clusters/dev/layers/platform/keda.yaml: differs from what" in res.err
     assert "clusters/dev/layers/routing/model-routes.yaml: missing" in res.err
     assert "clusters/dev/layers/serving/hand-written.yaml: not rendered from the config" in res.err
     assert deliver("layers", "render", "--env", "dev", "--write", repo=repo_copy).code == 0
@@ -398,8 +398,11 @@ def test_check_json_lists_each_drifted_file(deliver, repo_copy: Path) -> None:  
         {
             "where": "clusters/prod/layers/platform/keda.yaml",
             "location": {"file": "clusters/prod/layers/platform/keda.yaml", "line": None, "key": ""},
-            "what": "out of date with the environment config or pins",
-            "fix": "run: deliver layers render --env prod --write",
+            "what": "differs from what environments/prod/config.yaml, clusters/pins.yaml and "
+            "clusters/prod/release.yaml render: it is generated, and --write replaces a hand edit here",
+            "fix": "make the change in environments/prod/config.yaml, clusters/pins.yaml and "
+            "clusters/prod/release.yaml (the file's header names them), then deliver layers render "
+            "--env prod --write; to keep this edit, copy it there first",
         }
     ]
 

@@ -288,7 +288,9 @@ def test_cli_schemas_offline_without_sources_fails_clearly(
     deliver: Callable[..., Result], repo_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(schema_sources.CACHE_DIR_ENV, str(tmp_path / "cache"))
-    res = deliver("schemas", "--offline", "--source", str(tmp_path / "nowhere"), repo=repo_copy)
+    empty = tmp_path / "empty-copy"  # an existing directory without the pinned files
+    empty.mkdir()
+    res = deliver("schemas", "--offline", "--source", str(empty), repo=repo_copy)
     assert res.code == 1
     assert "not available offline" in res.err and "fix:" in res.err
 

@@ -96,6 +96,7 @@ def drift(repo: Path, cfg: EnvConfig) -> list[Problem]:
     files = render_layers(repo, cfg)
     base = layers_dir(repo, cfg.name)
     fix = f"run: deliver layers render --env {cfg.name} --write"
+    sources = f"environments/{cfg.name}/config.yaml, clusters/pins.yaml and clusters/{cfg.name}/release.yaml"
     problems = []
     existing = (
         {str(p.relative_to(base)): p for p in sorted(base.rglob("*")) if p.is_file()} if base.is_dir() else {}
@@ -105,7 +106,15 @@ def drift(repo: Path, cfg: EnvConfig) -> list[Problem]:
         if rel not in existing:
             problems.append(Problem(shown, "missing: the config renders this file", fix))
         elif existing[rel].read_text(encoding="utf-8") != text:
-            problems.append(Problem(shown, "out of date with the environment config or pins", fix))
+            problems.append(
+                Problem(
+                    shown,
+                    f"differs from what {sources} render: it is generated, and --write replaces a hand "
+                    "edit here",
+                    f"make the change in {sources} (the file's header names them), then "
+                    f"{fix.removeprefix('run: ')}; to keep this edit, copy it there first",
+                )
+            )
     for rel in existing:
         if rel not in files:
             shown = str((base / rel).relative_to(repo))

@@ -56,8 +56,8 @@ class Source(Strict):
         if not COMMIT.match(value):
             raise ValueError(
                 f"revision must be a full 40-hex commit, got {value!r} (branches and tags move). "
-                "Find the commit with: huggingface-cli api or the repo's 'Files and versions' > "
-                "'History' page, or `python -c \"from huggingface_hub import HfApi; "
+                "Find the commit on the repo's 'Files and versions' > 'History' page, or with "
+                '`python -c "from huggingface_hub import HfApi; '
                 "print(HfApi().model_info('<repo>', revision='<branch>').sha)\"`"
             )
         return value

@@ -16,7 +16,8 @@ from delivery.schemas.sources import CATALOG_COMMIT, KUBERNETES_VALIDATE, SOURCE
 source_option = click.option(
     "--source",
     "source_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    # a mistyped directory is an error, never silently a download instead
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=None,
     help=f"Hermetic copy of the pinned upstream files (default: ${SOURCE_DIR_ENV} "
     "or ../shared/kube-schemas next to the repo).",
