@@ -291,3 +291,27 @@ def test_json_errors_are_json_and_do_not_leak_into_the_next_run(deliver) -> None
     # the next invocation in the same process, without --json, prints no JSON
     plain = deliver("config", "check", "--env", "nope")
     assert plain.code == 2 and plain.out == "" and "error:" in plain.err
+
+
+def test_semantic_and_cross_file_problems_are_reported_together_with_lines(deliver, repo_copy: Path) -> None:  # type: ignore[no-untyped-def]
+    """A semantic problem (demos outside the full profile) no longer hides the cross-file ones
+    (an unknown upstream env, a model without a spec): one run lists all three, each at its line."""
+    _edit(repo_copy, "staging", "demos: false", "demos: true")
+    _edit(repo_copy, "staging", "from: dev", "from: qa")
+    _edit(repo_copy, "staging", "model: qwen2.5-0.5b-instruct", "model: no-such-model")
+    res = deliver("config", "check", "--env", "staging", repo=repo_copy)
+    assert res.code == 2, res.err
+    text = (repo_copy / "environments/staging/config.yaml").read_text().splitlines()
+
+    def line(fragment: str) -> int:
+        return next(i for i, t in enumerate(text, 1) if fragment in t)
+
+    for where, what in (
+        (f"environments/staging/config.yaml:{line('demos: true')}: features.demos", "no demos layer"),
+        (f"environments/staging/config.yaml:{line('from: qa')}: promotion.from", "unknown environment 'qa'"),
+        (
+            f"environments/staging/config.yaml:{line('model: no-such-model')}: serving.model",
+            "no modelcar spec",
+        ),
+    ):
+        assert f"{where}: " in res.err and what in res.err, res.err

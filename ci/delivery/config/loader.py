@@ -16,13 +16,17 @@ MIN_PRODUCTION_PREFIX = 8
 """A production control plane may be reached only from networks no broader than a /8 (each, and together)."""
 
 
-def _semantic_problems(cfg: EnvConfig) -> list[Problem]:
-    where = str(cfg.path)
+def _at(cfg: EnvConfig, data: Any, *keypath: str | int) -> Location:
+    """``file:line: key.path`` of a key in the env's config (the line where it is written)."""
+    return Location(str(cfg.path), yamlio.line_of(data, list(keypath)), ".".join(map(str, keypath)))
+
+
+def _semantic_problems(cfg: EnvConfig, data: Any) -> list[Problem]:
     problems = []
     if cfg.features.llm_d and cfg.gpu.max_gpus < 2:
         problems.append(
             Problem(
-                where,
+                _at(cfg, data, "features", "llm-d"),
                 f"features.llm-d is true but the GPU pool has at most {cfg.gpu.max_gpus} GPU "
                 "(llm-d disaggregated serving needs at least 2)",
                 "set features.llm-d: false, or raise gpu.perNode x gpu.maxNodes to 2 or more",
@@ -31,20 +35,26 @@ def _semantic_problems(cfg: EnvConfig) -> list[Problem]:
     if cfg.features.demos and cfg.profile != "full":
         problems.append(
             Problem(
-                where,
+                _at(cfg, data, "features", "demos"),
                 f"features.demos is true but profile {cfg.profile!r} has no demos layer",
                 "set profile: full, or features.demos: false",
             )
         )
     if cfg.promotion.source == cfg.name:
         problems.append(
-            Problem(where, "promotion.from names this environment itself", "name the upstream env")
+            Problem(
+                _at(cfg, data, "promotion", "from"),
+                "promotion.from names this environment itself",
+                "name the upstream env",
+            )
         )
     for i, window in enumerate(cfg.promotion.freeze_windows):
         if window.end <= window.start:
             problems.append(
                 Problem(
-                    where, f"promotion.freezeWindows.{i}: end is not after start", "swap or fix the times"
+                    _at(cfg, data, "promotion", "freezeWindows", i),
+                    f"promotion.freezeWindows.{i}: end is not after start",
+                    "swap or fix the times",
                 )
             )
     return problems
@@ -124,8 +134,8 @@ def _check_env_name(repo: Path, env: str) -> Path:
     return path
 
 
-def load_env(repo: Path, env: str) -> EnvConfig:
-    """Load and validate one environment's config; raises ConfigError listing every problem."""
+def _load_typed(repo: Path, env: str) -> tuple[EnvConfig, Any, list[Problem]]:
+    """The env's config as typed data (a ConfigError if it is not), with its semantic problems."""
     path = _check_env_name(repo, env)
     cfg, data = load_typed(
         path,
@@ -135,23 +145,28 @@ def load_env(repo: Path, env: str) -> EnvConfig:
     )
     cfg._name = env
     cfg._path = path.relative_to(repo)
-    raise_if(_semantic_problems(cfg) + _production_problems(cfg, data), ConfigError)
+    return cfg, data, _semantic_problems(cfg, data) + _production_problems(cfg, data)
+
+
+def load_env(repo: Path, env: str) -> EnvConfig:
+    """Load and validate one environment's config; raises ConfigError listing every problem."""
+    cfg, _, problems = _load_typed(repo, env)
+    raise_if(problems, ConfigError)
     return cfg
 
 
 def _cross_env_problems(
-    repo: Path, configs: dict[str, EnvConfig], selected: list[str], all_envs: list[str]
+    repo: Path, configs: dict[str, tuple[EnvConfig, Any]], selected: list[str], all_envs: list[str]
 ) -> list[Problem]:
     problems = []
-    for name, cfg in configs.items():
+    for name, (cfg, data) in configs.items():
         if name not in selected:
             continue
-        where = str(cfg.path)
         source = cfg.promotion.source
         if source is not None and source != name and source not in all_envs:
             problems.append(
                 Problem(
-                    where,
+                    _at(cfg, data, "promotion", "from"),
                     f"promotion.from names unknown environment {source!r} (known: {', '.join(all_envs)})",
                     "name an existing environment, or remove promotion.from",
                 )
@@ -160,29 +175,29 @@ def _cross_env_problems(
         if not spec.is_file():
             problems.append(
                 Problem(
-                    where,
+                    _at(cfg, data, "serving", "model"),
                     f"serving.model {cfg.serving.model!r} has no modelcar spec at modelcars/{spec.name}",
                     "add the spec under modelcars/, or name an existing one",
                 )
             )
     # promotion chains must not loop
-    for name in configs:
+    for name, (cfg, data) in configs.items():
         if name not in selected:
             continue
         seen = [name]
-        cur = configs[name].promotion.source
+        cur = cfg.promotion.source
         while cur is not None and cur in configs:
             if cur in seen:
                 problems.append(
                     Problem(
-                        str(configs[name].path),
+                        _at(cfg, data, "promotion", "from"),
                         f"promotion.from forms a loop: {' -> '.join([*seen, cur])}",
                         "promotion must flow one way (e.g. dev -> staging -> prod)",
                     )
                 )
                 break
             seen.append(cur)
-            cur = configs[cur].promotion.source
+            cur = configs[cur][0].promotion.source
     return problems
 
 
@@ -199,18 +214,24 @@ def check(repo: Path, envs: list[str] | None = None) -> tuple[dict[str, EnvConfi
             fix="add environments/<env>/config.yaml",
         )
     selected = envs or all_envs
-    configs: dict[str, EnvConfig] = {}
+    typed: dict[str, tuple[EnvConfig, Any]] = {}
+    valid: dict[str, EnvConfig] = {}
     problems: list[Problem] = []
     for env in selected:
         _check_env_name(repo, env)
-    # load every env (cross-references need them), report on the selected ones
+    # load every env (cross-references need them), report on the selected ones; an env with a
+    # semantic problem still takes part in the cross-file checks, so everything is reported at once
     for env in all_envs:
         try:
-            cfg = load_env(repo, env)
+            cfg, data, found = _load_typed(repo, env)
         except ConfigError as err:
             if env in selected:
                 problems.extend(err.problems)
             continue
-        configs[env] = cfg
-    problems.extend(_cross_env_problems(repo, configs, selected, all_envs))
-    return {k: v for k, v in configs.items() if k in selected}, problems
+        typed[env] = (cfg, data)
+        if env in selected:
+            problems.extend(found)
+        if not found:
+            valid[env] = cfg
+    problems.extend(_cross_env_problems(repo, typed, selected, all_envs))
+    return {k: v for k, v in valid.items() if k in selected}, problems
