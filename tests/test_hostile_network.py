@@ -291,3 +291,18 @@ def test_publish_to_a_plain_http_server_names_the_config_through_the_cli(
     assert result.code == 1, result.err
     _assert_not_a_registry(result.err, plain_http_server)
     assert "Traceback" not in result.err
+
+
+def test_a_registry_host_that_does_not_resolve_fails_at_once(
+    deliver: Any, repo_copy: Path, busybox_base: Any, tmp_path: Path
+) -> None:
+    """A name that does not exist (the reserved .invalid TLD) is not retried for seconds."""
+    write_spec(repo_copy, "tiny", busybox_base.spec_ref, layerThreshold=1 << 20)
+    point_env_at(repo_copy, "dev", "registry.no-such-host.invalid:5000")
+    start = time.monotonic()
+    res = deliver(
+        "modelcar", "publish", "tiny", "--env", "dev", "--allow-unverified-source",
+        "--source", str(small_model(tmp_path / "m")), "--cache-dir", str(tmp_path / "c"), repo=repo_copy,
+    )  # fmt: skip
+    assert res.code == 1 and "cannot resolve the registry host 'registry.no-such-host.invalid'" in res.err
+    assert "retry" not in res.err and time.monotonic() - start < 5, res.err

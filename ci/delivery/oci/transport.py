@@ -27,6 +27,7 @@ import ipaddress
 import logging
 import os
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -169,6 +170,20 @@ def env_number(var: str, default: float, *, integer: bool = False) -> float:
     return value
 
 
+def _unknown_host(exc: BaseException) -> bool:
+    """True when a connection failed because the host name does not exist (EAI_NONAME: not a
+    passing DNS hiccup, which EAI_AGAIN is)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, socket.gaierror) and seen.errno in (
+            socket.EAI_NONAME,
+            getattr(socket, "EAI_NODATA", -5),
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "Name or service not known" in str(exc) or "nodename nor servname" in str(exc)
+
+
 def retry_after(response: httpx.Response) -> float | None:
     """The ``Retry-After`` header in seconds, when it is a number."""
     value = response.headers.get("Retry-After", "")
@@ -275,6 +290,13 @@ class Transport:
             except httpx.TimeoutException as exc:
                 raise transient(exc, f"{method} {url.path}", self.timeout) from None
             except httpx.TransportError as exc:
+                if _unknown_host(exc):  # a name that does not resolve will not resolve on a retry
+                    raise RegistryError(
+                        f"cannot resolve the registry host {url.host!r} ({self.safe(str(exc))})",
+                        where=self.registry,
+                        fix="check the host in the environment's registry: (environments/<env>/config.yaml) "
+                        "or the reference, and this machine's DNS",
+                    ) from None
                 raise Transient(f"{method} {url.path}: {type(exc).__name__}: {self.safe(str(exc))}") from None
             if not stream:
                 try:
@@ -381,11 +403,12 @@ class Transport:
                     raise CancelledError(f"{what} cancelled: another blob of the push failed") from None
             except Cancelled:
                 raise CancelledError(f"{what} cancelled: another blob of the push failed") from None
+        pushing = any(word in what for word in ("push", "upload", "PUT", "POST", "PATCH", "mount"))
         raise RegistryError(
             f"{what} failed after {self.retries + 1} attempts; last error: {last}",
             where=self.registry,
-            fix="the registry is unavailable or the connection keeps breaking: check it and run again "
-            "(blobs already pushed are skipped)",
+            fix="the registry is unavailable or the connection keeps breaking: check it and run again"
+            + (" (blobs already pushed are skipped)" if pushing else ""),
         )
 
     def _timed_out(self, what: str, last: Transient, attempts: int, stalled: float) -> RegistryError:
