@@ -44,6 +44,11 @@ def _write(rel: str, text: str) -> Edit:
     return edit
 
 
+def _plan_with_sidecar_dir(repo: Path) -> None:
+    (repo / "out/p/plan.json").mkdir(parents=True)
+    (repo / "out/p/plan.tfplan").write_text("not a plan\n")
+
+
 def _nothing(_repo: Path) -> None:
     return None
 
@@ -137,6 +142,20 @@ CASES: list[tuple[str, list[str], Edit, int, str]] = [
         _nothing,
         EXIT_BAD_INPUT,
         "plan",
+    ),
+    (
+        "plan-provider-mirror-missing",
+        ["plan", "--env", "dev", "--offline", "--provider-mirror", "{repo}/no-such-mirror"],
+        _nothing,
+        EXIT_BAD_INPUT,
+        "mirror",
+    ),
+    (
+        "apply-sidecar-is-a-directory",
+        ["apply", "--env", "dev", "--plan", "{repo}/out/p/plan.tfplan"],
+        _plan_with_sidecar_dir,
+        EXIT_BAD_INPUT,
+        "plan.json",
     ),
     (
         "substrate-check-unknown-env",

@@ -1,37 +1,65 @@
-"""`deliver plan` / `deliver apply` with the real tofu (or terraform) binary.
+"""`deliver plan` / `deliver apply` with the real binaries: tofu always, terraform too where installed.
 
 The fixture root (tests/fixtures/tofu/basic) has only the built-in terraform_data resource and a
 local backend. It is copied to tofu/envs/<env> of a repo copy, so it runs through exactly the code
 path of a real environment: inputs from environments/<env>/config.yaml, policy, fmt, init, plan,
 show -json, binding, gate, apply. Config edits drive every kind of change:
 cluster.name -> update, gpu.maxNodes -> update, gpu.type -> replace, features.demos=false -> delete.
+
+Every test taking ``binary`` runs once per binary (ids ``[tofu]``, ``[terraform]``): tofu is the
+mission's binary and is required (missing, it skips locally and fails with CI=true); terraform runs
+too where it is installed. ``require_binary`` and ``BINARIES`` are shared with tests/test_tofu_*.py.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import re
 import shutil
 import stat
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, Result, find_tool
+from conftest import IN_CI, REPO, Result
 from delivery.core import yamlio
 from delivery.core.errors import ToolError
-from delivery.substrate import inputs, runner
-from delivery.substrate.tool import Tool, identify
+from delivery.substrate import inputs, mirror, runner
+from delivery.substrate.tool import Tool, identify, installed
 from delivery.substrate.tool import find_tool as find_substrate_tool
 
 FIXTURES = REPO / "tests" / "fixtures" / "tofu"
 Deliver = Callable[..., Result]
+INSTALLED = installed(REPO)  # once per session: {"tofu": Tool, "terraform": Tool} as found
+BINARIES = ["tofu", *(["terraform"] if "terraform" in INSTALLED else [])]
+TOFU_VERSION = re.search(r"^TOFU_VERSION=v(\S+)$", (REPO / ".ci/install").read_text(), re.M)
 
 
-@pytest.fixture
-def binary(tools: Callable[[str], str]) -> str:
-    return tools("tofu")  # tofu, or terraform when only that is installed
+def require_binary(kind: str) -> str:
+    """The path of the real ``kind`` binary; skips locally, fails in CI, when it is missing."""
+    tool = INSTALLED.get(kind)
+    if tool is not None:
+        return tool.path
+    msg = f"{kind} not found (on PATH, .cache/bin, ~/.cache/llm-platform/bin): `bash .ci/install` builds tofu"
+    if IN_CI:
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+@pytest.fixture(params=BINARIES)
+def binary(request: pytest.FixtureRequest) -> str:
+    return require_binary(request.param)
+
+
+@pytest.fixture(autouse=True)
+def _no_mirror_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These fixture roots take no providers; a mirror exported by the caller must not change them."""
+    monkeypatch.delenv(mirror.MIRROR_ENV_VAR, raising=False)
 
 
 @pytest.fixture
@@ -256,7 +284,9 @@ def test_apply_needs_the_plan_option(deliver: Deliver, repo: Path, binary: str) 
 def test_plan_not_saved_by_deliver_is_refused(deliver: Deliver, repo: Path, binary: str) -> None:
     root = inputs.root_dir(repo, "dev")
     env = identify(binary).environment()
-    subprocess.run([binary, "init", "-input=false"], cwd=root, env=env, check=True, capture_output=True)
+    subprocess.run(
+        [binary, "init", "-input=false"], cwd=root, env=env, check=True, capture_output=True, timeout=300
+    )
     raw = repo / "raw" / "plan.tfplan"
     raw.parent.mkdir()
     features = '{"llm_d": false, "kserve": true, "autoscaling": true, "demos": true}'
@@ -267,6 +297,7 @@ def test_plan_not_saved_by_deliver_is_refused(deliver: Deliver, repo: Path, bina
         env=env,
         check=True,
         capture_output=True,
+        timeout=300,
     )
     result = deliver("apply", "--env", "dev", "--binary", binary, "--plan", str(raw), repo=repo)
     assert result.code == 2
@@ -373,20 +404,19 @@ def test_plan_json_output(deliver: Deliver, repo: Path, binary: str) -> None:
 # --------------------------------------------------------------------------- the binary
 
 
-def _installed() -> list[str]:
-    """Every real binary on this machine by its own name (tofu and/or terraform)."""
-    found = [p for name in ("tofu", "terraform") if (p := find_tool(name)) and Path(p).name == name]
-    return found or [""]  # none: the test asks tools("tofu"), which skips locally and fails in CI
+def test_tofu_is_the_pinned_opentofu_and_each_binary_is_what_its_id_says(binary: str) -> None:
+    tofu = identify(require_binary("tofu"))
+    assert tofu.kind == "tofu", f"{tofu.path} is {tofu.label}, not OpenTofu"
+    assert TOFU_VERSION and tofu.version == TOFU_VERSION.group(1), f"{tofu.label}: .ci/install pins another"
+    tool = identify(binary)
+    assert tool.kind in BINARIES and Path(binary) == Path(INSTALLED[tool.kind].path)
 
 
-@pytest.mark.parametrize("installed", _installed())
-def test_each_installed_binary_plans_and_applies(
-    deliver: Deliver, repo: Path, installed: str, tools: Callable[[str], str]
-) -> None:
-    binary = installed or tools("tofu")
+def test_each_binary_plans_and_applies(deliver: Deliver, repo: Path, binary: str) -> None:
     tool = identify(binary)
     plan_and_apply(deliver, repo, binary)
-    assert json.loads((repo / "out" / "tofu" / "dev" / "plan.json").read_text())["tool"] == tool.kind
+    data = json.loads((repo / "out" / "tofu" / "dev" / "plan.json").read_text())
+    assert data["tool"] == tool.kind, f"{tool.label} made a plan recorded as {data['tool']}"
     assert state_addresses(repo) == [
         "terraform_data.cluster",
         "terraform_data.demos[0]",
@@ -462,3 +492,211 @@ def test_the_plan_carries_the_lock_file_and_apply_uses_it(deliver: Deliver, repo
     assert result.code == 0, result.err
     assert lock.read_text() == text and "using the plan's .terraform.lock.hcl" in result.err
     assert plan(deliver, repo, binary).code == 0  # re-planning into the same directory is fine
+
+
+# --------------------------------------------------------------------------- offline plans, time limits
+
+
+def test_an_offline_plan_runs_in_a_scratch_copy_and_can_never_be_applied(
+    deliver: Deliver, repo: Path, binary: str
+) -> None:
+    result = plan(deliver, repo, binary, "dev", "--offline")
+    assert result.code == 0, result.err
+    assert "OFFLINE PLAN" in result.err and "it CANNOT be applied" in result.out
+    assert "deliver apply" not in result.out.replace("deliver apply refuses it", "")  # no apply hint
+    out = repo / "out" / "tofu" / "dev.offline"  # beside the real plan directory, never replacing it
+    binding = json.loads((out / "plan.json").read_text())
+    assert binding["offline"] is True and binding["provider_mirror"] is None
+    assert binding["summary"]["counts"]["create"] == 3
+    root = inputs.root_dir(repo, "dev")
+    assert sorted(p.name for p in root.iterdir()) == ["main.tf"]  # no .terraform, state or override here
+    refused = deliver(
+        "apply", "--env", "dev", "--binary", binary, "--plan", str(out / "plan.tfplan"), repo=repo
+    )
+    assert refused.code == 2
+    assert "this is an offline plan" in refused.err and "can never be applied" in refused.err
+    assert refused.err.count("error:") == 1 and "fix: plan against the real state" in refused.err
+    assert not (root / "terraform.tfstate").exists()
+
+
+def test_a_mirror_run_of_a_root_with_local_state_is_refused(
+    deliver: Deliver, repo: Path, binary: str, tmp_path: Path
+) -> None:
+    fake = tmp_path / "mirror" / "registry.opentofu.org/hashicorp/null/3.2.3/linux_amd64"
+    fake.mkdir(parents=True)
+    (fake / "terraform-provider-null_v3.2.3").write_bytes(b"not run")
+    result = plan(deliver, repo, binary, "dev", "--provider-mirror", str(tmp_path / "mirror"))
+    assert result.code == 2
+    assert "keeps its state in a local file" in result.err and "--offline" in result.err
+    assert not (repo / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        pytest.param(lambda d: d / "missing", "is not a directory", id="missing"),
+        pytest.param(lambda d: d, "holds no provider package", id="empty"),
+    ],
+)
+@pytest.mark.parametrize("how", ["option", "env"])
+def test_a_bad_provider_mirror_is_one_clear_error(
+    deliver: Deliver,
+    repo: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    make: Callable[[Path], Path],
+    expected: str,
+    how: str,
+) -> None:
+    bad = make(tmp_path)
+    args = ["--provider-mirror", str(bad)] if how == "option" else []
+    if how == "env":
+        monkeypatch.setenv(mirror.MIRROR_ENV_VAR, str(bad))
+    for command in (["plan", "--env", "dev"], ["substrate-check"], ["apply", "--env", "dev", "--plan", "x"]):
+        result = deliver(*command, *args, repo=repo)
+        assert result.code == 2, (command, result.err)
+        assert expected in result.err and "$DELIVER_PROVIDER_MIRROR" in result.err
+        assert result.err.count("error:") == 1 and "HOST/NAMESPACE/TYPE/VERSION/OS_ARCH" in result.err
+
+
+def test_a_run_that_outlives_its_time_limit_is_stopped(binary: str, tmp_path: Path) -> None:
+    """A real plan waiting for a state lock that never frees: interrupted at the limit, not left running."""
+    tool = identify(binary)
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "main.tf").write_text('terraform {\n  backend "local" {}\n}\nresource "terraform_data" "x" {}\n')
+    assert tool.run(["init", "-input=false"], root).code == 0
+    state = os.open(root / "terraform.tfstate", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.lockf(state, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the local backend's lock, held by "someone"
+        info = {"ID": "held-by-test", "Operation": "OperationTypeApply", "Who": "test", "Path": "x"}
+        (root / ".terraform.tfstate.lock.info").write_text(json.dumps(info))
+        started = time.monotonic()
+        with pytest.raises(ToolError, match=r"did not finish within 3s \(stopped\)") as err:
+            tool.run(["plan", "-input=false", "-lock-timeout=90s"], root, timeout=3)
+        assert time.monotonic() - started < 30  # SIGINT stopped it; no wait for the kill
+        assert f"`{tool.kind} plan`" in str(err.value)
+    finally:
+        os.close(state)
+
+
+# --------------------------------------------------------------------------- provider mirrors and locks
+
+
+def _fake_mirror(base: Path) -> mirror.Mirror:
+    """A mirror directory holding one (tiny, never run) provider package for both hosts."""
+    for host in mirror.HOSTS:
+        pkg = base / host / "hashicorp" / "google" / "7.37.0" / "linux_amd64"
+        pkg.mkdir(parents=True)
+        (pkg / "terraform-provider-google_v7.37.0").write_bytes(b"a local build, not the release\n")
+    return mirror.load(base)
+
+
+def test_the_runner_owns_an_existing_cli_config_for_a_mirror(
+    binary: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    found = _fake_mirror(tmp_path / "mirror")
+    assert found.sources() == [
+        "registry.opentofu.org/hashicorp/google",
+        "registry.terraform.io/hashicorp/google",
+    ]
+    own = tmp_path / "own.tfrc"
+    own.write_text("provider_installation {\n  direct {}\n}\n")  # the user's own: not used with a mirror
+    monkeypatch.setenv("TF_CLI_CONFIG_FILE", str(own))
+    tool = runner.Mode(found).tool(identify(binary))
+    config = Path(tool.environment()["TF_CLI_CONFIG_FILE"])
+    assert config.is_file() and config.is_relative_to(tmp_path / "cache" / "llm-platform" / "tofu-cli")
+    text = config.read_text()
+    assert f'path    = "{found.path}"' in text
+    assert '"registry.opentofu.org/hashicorp/google", "registry.terraform.io/hashicorp/google"' in text
+    assert 'exclude = ["registry.opentofu.org/*/*", "registry.terraform.io/*/*"]' in text
+    assert runner.Mode(found).tool(identify(binary)).cli_config == str(
+        config
+    )  # stable, rewritten only if changed
+    # the binary reads it: a provider the mirror lacks fails at once, without reaching a registry
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "main.tf").write_text(
+        'terraform {\n  required_providers {\n    random = {\n      source = "hashicorp/random"\n'
+        "    }\n  }\n}\n"
+    )
+    result = tool.run(["init", "-input=false", "-no-color"], root)
+    assert result.code == 1 and "hashicorp/random" in result.stderr, result.stderr
+    assert "Unable to open CLI configuration file" not in result.stdout + result.stderr
+
+
+def test_apply_refuses_to_copy_a_lock_written_with_a_mirror_build_into_the_tree(
+    deliver: Deliver, repo: Path, binary: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert plan(deliver, repo, binary).code == 0
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # where .ci/install puts the mirror
+    found = _fake_mirror(tmp_path / "cache" / "llm-platform" / "tofu-mirror")
+    h1 = found.packages[0].h1()
+    assert h1 == found.packages[1].h1() and h1.startswith("h1:")
+    lock = (
+        'provider "registry.opentofu.org/hashicorp/google" {\n  version = "7.37.0"\n'
+        f'  hashes = [\n    "{h1}",\n  ]\n}}\n'
+    )
+    (repo / "out" / "tofu" / "dev" / ".terraform.lock.hcl").write_text(lock)
+    result = apply(deliver, repo, binary)
+    assert result.code == 1, result.err
+    assert "written with the provider mirror's own build of hashicorp/google 7.37.0" in result.err
+    assert "it is not copied into tofu/envs/dev" in result.err and result.err.count("error:") == 1
+    root = inputs.root_dir(repo, "dev")
+    assert not (root / ".terraform.lock.hcl").exists() and not (root / "terraform.tfstate").exists()
+    # the same lock with the release's hash (not the mirror's) is the plan's lock: apply takes it
+    (repo / "out" / "tofu" / "dev" / ".terraform.lock.hcl").write_text(
+        lock.replace(h1, "h1:" + "A" * 43 + "=")
+    )
+    assert "it is not copied" not in apply(deliver, repo, binary).err
+    assert (root / ".terraform.lock.hcl").is_file()
+
+
+# --------------------------------------------------------------------------- destroy plans
+
+ALL = ["terraform_data.cluster", "terraform_data.demos[0]", "terraform_data.gpu_pool"]
+
+
+def test_a_destroy_plan_is_applied_only_with_every_address_approved(
+    deliver: Deliver, repo: Path, binary: str
+) -> None:
+    plan_and_apply(deliver, repo, binary)
+    result = plan(deliver, repo, binary, "dev", "--destroy")
+    assert result.code == 0, result.err
+    out = repo / "out" / "tofu" / "dev.destroy"  # beside the real plan directory, never replacing it
+    assert (
+        "DESTROY PLAN: it deletes 3 resource(s) of dev" in result.out
+        and "--approve-all-deletes" in result.out
+    )
+    binding = json.loads((out / "plan.json").read_text())
+    assert binding["destroy"] is True and binding["summary"]["deletes"] == ALL
+    plan_file = str(out / "plan.tfplan")
+
+    def apply_destroy(*extra: str) -> Result:
+        return deliver("apply", "--env", "dev", "--binary", binary, "--plan", plan_file, *extra, repo=repo)
+
+    held = apply_destroy("--approve-delete", "terraform_data.cluster")
+    assert held.code == 1 and held.err.count("that was not approved") == 2
+    assert "terraform_data.cluster and that" not in held.err and state_addresses(repo) == ALL
+    both = apply_destroy("--approve-all-deletes", "--approve-delete", "terraform_data.cluster")
+    assert both.code == 2 and "with no --approve-delete" in both.err and state_addresses(repo) == ALL
+
+    done = apply_destroy("--approve-all-deletes", "--json")
+    assert done.code == 0, done.err
+    listed = done.err.index("--approve-all-deletes approves these 3 address(es):")
+    assert all(done.err.index(f"  delete  {a}") > listed for a in ALL)  # the list comes first
+    assert done.err.index("apply: ok") > max(done.err.index(f"  delete  {a}") for a in ALL)
+    assert json.loads(done.out)["applied"]["deletes"] == ALL
+    assert state_addresses(repo) == []
+
+
+def test_approve_all_deletes_is_only_for_destroy_plans(deliver: Deliver, repo: Path, binary: str) -> None:
+    plan_and_apply(deliver, repo, binary)
+    set_config(repo, "dev", ["features", "demos"], False)  # a normal plan that deletes one resource
+    assert plan(deliver, repo, binary).code == 0
+    result = apply(deliver, repo, binary, "dev", "--approve-all-deletes")
+    assert result.code == 2 and "--approve-all-deletes is only for a destroy plan" in result.err
+    assert "fix: name each address" in result.err and "terraform_data.demos[0]" in state_addresses(repo)
+    offline = plan(deliver, repo, binary, "dev", "--destroy", "--offline")
+    assert offline.code == 2 and "--destroy and --offline do not go together" in offline.err

@@ -11,6 +11,7 @@ import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ from conftest import REPO, Result
 from delivery import config as envconfig
 from delivery.core import yamlio
 from delivery.core.errors import ConfigError, ValidationFailed
-from delivery.substrate import inputs, policy
+from delivery.substrate import inputs, planpolicy, policy
 from delivery.substrate.hcl import load_module
 
 Deliver = Callable[..., Result]
@@ -161,6 +162,17 @@ def test_gpu_pool_without_driver_installation_is_caught(repo_copy: Path) -> None
     assert len(found) == 1 and "gpu_driver_installation_config" in found[0]
 
 
+@pytest.mark.parametrize("version", ["INSTALLATION_DISABLED", "R535", "${var.driver}"])
+def test_gpu_pool_with_a_driver_gke_does_not_install_is_caught(repo_copy: Path, version: str) -> None:
+    edit(
+        repo_copy / MODULE / "cluster.tf",
+        'gpu_driver_version = "DEFAULT"',
+        f'gpu_driver_version = "{version}"',
+    )
+    found = problems_of(repo_copy)
+    assert len(found) == 1 and f"gpu_driver_version is {version}, not DEFAULT or LATEST" in found[0], found
+
+
 def test_cluster_without_dataplane_v2_or_workload_identity_is_caught(repo_copy: Path) -> None:
     cluster = repo_copy / MODULE / "cluster.tf"
     edit(cluster, '  datapath_provider = "ADVANCED_DATAPATH"\n', "")
@@ -249,8 +261,14 @@ def test_substrate_check_wants_a_gcs_backend_and_formatted_files(
 ) -> None:
     edit(repo_copy / "tofu/envs/prod/main.tf", 'backend "gcs" {}', 'backend "local" {}')
     edit(repo_copy / MODULE / "registry.tf", '  format        = "DOCKER"', 'format = "DOCKER"')
+    edit(
+        repo_copy / MODULE / "tests/gke.tftest.hcl",
+        "    gpu_image_streaming = false\n",
+        "gpu_image_streaming=false\n",
+    )
     result = check(repo_copy)
     assert result.code == 1
+    assert "tofu/modules/gke/tests/gke.tftest.hcl: not formatted" in result.err  # the module's tests too
     assert (
         "tofu/envs/prod/main.tf:11: root has backend 'local', not an empty backend \"gcs\" {}" in result.err
     )
@@ -460,3 +478,147 @@ def test_the_private_cluster_rules_check_every_env_root(
     result = check(repo_copy)
     assert result.code == 1
     assert result.err.count("cluster nodes get public IP addresses") == 3
+
+
+# ------------------------------------------------------------------------ the same rules over planned values
+
+
+def _planned() -> dict[str, object]:
+    """The shape of `show -json` for the module's cluster and pools (values as the real plan has them)."""
+
+    def shielded() -> list[dict[str, bool]]:
+        return [{"enable_secure_boot": True, "enable_integrity_monitoring": True}]
+
+    gpu = {
+        "autoscaling": [{"min_node_count": 0, "max_node_count": 2, "total_min_node_count": None}],
+        "initial_node_count": 0,
+        "node_count": None,
+        "node_config": [
+            {
+                "shielded_instance_config": shielded(),
+                "taint": [{"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"}],
+                "guest_accelerator": [
+                    {
+                        "type": "nvidia-l4",
+                        "count": 1,
+                        "gpu_driver_installation_config": [{"gpu_driver_version": "DEFAULT"}],
+                    }
+                ],
+            }
+        ],
+    }
+    cluster = {
+        "datapath_provider": "ADVANCED_DATAPATH",
+        "workload_identity_config": [{"workload_pool": "p.svc.id.goog"}],
+        "private_cluster_config": [{"enable_private_nodes": True}],
+        "master_authorized_networks_config": [
+            {"cidr_blocks": [{"cidr_block": "203.0.113.0/24"}], "gcp_public_cidrs_access_enabled": False}
+        ],
+    }
+
+    def rc(address: str, type_: str, after: object, actions: list[str] | None = None) -> dict[str, object]:
+        return {
+            "address": address,
+            "type": type_,
+            "mode": "managed",
+            "change": {"actions": actions or ["create"], "after": after},
+        }
+
+    return {
+        "resource_changes": [
+            rc("module.gke.google_container_node_pool.gpu", "google_container_node_pool", gpu),
+            rc(
+                "module.gke.google_container_node_pool.platform",
+                "google_container_node_pool",
+                {"node_config": [{"shielded_instance_config": shielded()}]},
+                ["update"],
+            ),
+            rc(
+                "module.gke.google_container_cluster.this",
+                "google_container_cluster",
+                cluster,
+                ["delete", "create"],
+            ),
+        ]
+    }
+
+
+def _at(plan: dict[str, object], address: str) -> dict[str, Any]:
+    changes = plan["resource_changes"]
+    assert isinstance(changes, list)
+    return next(c["change"]["after"] for c in changes if c["address"] == address)
+
+
+GPU = "module.gke.google_container_node_pool.gpu"
+PLATFORM = "module.gke.google_container_node_pool.platform"
+CLUSTER = "module.gke.google_container_cluster.this"
+
+
+@pytest.mark.parametrize(
+    ("address", "mutate", "expected"),
+    [
+        (GPU, lambda v: v["autoscaling"][0].update(min_node_count=1), "GPU node pool minimum is 1, not 0"),
+        (GPU, lambda v: v.update(autoscaling=[]), "GPU node pool minimum is unset, not 0"),
+        (GPU, lambda v: v.update(initial_node_count=2), "GPU node pool starts with 2 nodes"),
+        (GPU, lambda v: v.update(node_count=1), "GPU node pool has a fixed node_count of 1"),
+        (
+            GPU,
+            lambda v: v["node_config"][0]["taint"][0].update(effect="NO_EXECUTE"),
+            "lacks the nvidia.com/gpu",
+        ),
+        (
+            GPU,
+            lambda v: v["node_config"][0]["guest_accelerator"][0].update(gpu_driver_installation_config=[]),
+            "GPU driver installation is unset",
+        ),
+        (
+            PLATFORM,
+            lambda v: v["node_config"][0]["shielded_instance_config"][0].update(enable_secure_boot=False),
+            "node pool does not turn on Secure Boot",
+        ),
+        (CLUSTER, lambda v: v.update(datapath_provider="LEGACY_DATAPATH"), "datapath is LEGACY_DATAPATH"),
+        (CLUSTER, lambda v: v.update(workload_identity_config=[]), "no Workload Identity pool"),
+        (CLUSTER, lambda v: v["private_cluster_config"][0].update(enable_private_nodes=False), "not private"),
+        (
+            CLUSTER,
+            lambda v: v["master_authorized_networks_config"][0]["cidr_blocks"].append(
+                {"cidr_block": "0.0.0.0/0"}
+            ),
+            "open to the whole internet (0.0.0.0/0)",
+        ),
+        (
+            CLUSTER,
+            lambda v: v["master_authorized_networks_config"][0].update(gcp_public_cidrs_access_enabled=True),
+            "admits every Compute Engine public IP",
+        ),
+        (CLUSTER, lambda v: v.update(master_authorized_networks_config=[]), "no authorized networks"),
+    ],
+)
+def test_the_plan_policy_catches_each_rule_in_planned_values(
+    address: str, mutate: Callable[[dict[str, Any]], None], expected: str
+) -> None:
+    plan = _planned()
+    assert planpolicy.check(plan, "tofu/envs/dev") == []
+    mutate(_at(plan, address))
+    found = [p.render() for p in planpolicy.check(plan, "tofu/envs/dev")]
+    assert len(found) == 1 and found[0].startswith(f"tofu/envs/dev: {address}: planned: "), found
+    assert expected in found[0], found
+
+
+@pytest.mark.parametrize(
+    ("type_", "expected"),
+    [
+        ("google_secret_manager_secret_version", "writes a secret value into state"),
+        ("kubernetes_namespace", "manages an object inside the cluster"),
+    ],
+)
+def test_the_plan_policy_refuses_secret_values_and_in_cluster_objects(type_: str, expected: str) -> None:
+    plan = _planned()
+    changes = plan["resource_changes"]
+    assert isinstance(changes, list)
+    changes.append({"address": f"{type_}.x", "type": type_, "change": {"actions": ["create"], "after": {}}})
+    changes.append(
+        {"address": f"{type_}.gone", "type": type_, "change": {"actions": ["delete"], "after": None}}
+    )
+    found = [p.render() for p in planpolicy.check(plan, "root")]
+    assert found == [f"root: {type_}.x: planned: the plan {expected}" + found[0].split(expected, 1)[1]], found

@@ -145,6 +145,8 @@ class Gpu(Strict):
     per_node: Annotated[int, Field(alias="perNode", ge=1, le=8)]
     max_nodes: Annotated[int, Field(alias="maxNodes", ge=1, le=16)]
     spot: bool = False
+    # GKE image streaming on the GPU pool (cold start: pods start while the image is fetched)
+    image_streaming: bool = Field(default=True, alias="imageStreaming")
 
     @property
     def min_nodes(self) -> int:

@@ -100,6 +100,7 @@ INPUTS: tuple[Input, ...] = (
     Input("gpu_per_node", "gpu.perNode", lambda c: c.gpu.per_node),
     Input("gpu_max_nodes", "gpu.maxNodes", lambda c: c.gpu.max_nodes),
     Input("gpu_spot", "gpu.spot", lambda c: c.gpu.spot),
+    Input("gpu_image_streaming", "gpu.imageStreaming", lambda c: c.gpu.image_streaming),
     Input(
         "features",
         "features",

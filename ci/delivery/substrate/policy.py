@@ -27,6 +27,7 @@ from delivery.substrate import inputs
 from delivery.substrate.hcl import Block, Module, load_module, located, nested, problem
 
 GPU_TAINT_KEY = "nvidia.com/gpu"
+DRIVER_VERSIONS = ("DEFAULT", "LATEST")  # GKE installs the driver (INSTALLATION_DISABLED: nobody does)
 IN_CLUSTER_PROVIDERS = ("kubernetes", "helm", "kubectl")
 SECRET_VALUE_TYPES = (
     "google_secret_manager_secret_version",
@@ -91,15 +92,16 @@ def gpu_pool_tainted_with_driver(module: Module, repo: Path | None) -> list[Prob
             )
         for acc in nested(pool.body, "node_config", "guest_accelerator"):
             drivers = nested(acc, "gpu_driver_installation_config")
-            if not drivers or not all(d.get("gpu_driver_version") in {"DEFAULT", "LATEST"} for d in drivers):
-                found.append(
-                    problem(
-                        pool,
-                        "guest_accelerator lacks gpu_driver_installation_config (no GKE driver install)",
-                        'add gpu_driver_installation_config { gpu_driver_version = "DEFAULT" }',
-                        repo,
-                    )
-                )
+            versions = [str(d.get("gpu_driver_version", "unset")) for d in drivers]
+            if not drivers:
+                what = "guest_accelerator lacks gpu_driver_installation_config (no GKE driver install)"
+            elif not all(v in DRIVER_VERSIONS for v in versions):
+                shown = ", ".join(versions)
+                what = f"gpu_driver_version is {shown}, not DEFAULT or LATEST (GKE installs no driver)"
+            else:
+                continue
+            fix = 'set gpu_driver_installation_config { gpu_driver_version = "DEFAULT" }'
+            found.append(problem(pool, what, fix, repo))
     return found
 
 

@@ -6,15 +6,27 @@
 are written together into one directory, atomically.
 
 ``apply`` only takes such a saved plan. It refuses a plan made for another env or root, a plan
-whose bytes changed, a plan made by the other tool, a plan older than the current sources or state
-(re-plan), and any delete or replace whose address was not approved explicitly.
+whose bytes changed, a plan made by the other tool, an offline plan, a plan older than the current
+sources or state (re-plan), and any delete or replace whose address was not approved explicitly.
+
+Two options change where tofu runs (``Mode``), never what is checked:
+- ``mirror``: providers come from a filesystem mirror (``mirror``); the run works in a scratch copy
+  (``scratch``), so no lock written with the mirror's build reaches the tree;
+- ``offline`` (plan only): a scratch copy with a local backend and an empty state, no refresh, no
+  credentials, no network: a real create-only plan that says what a first apply would create, and
+  that ``apply`` refuses.
+
+``plan(destroy=True)`` is ``plan -destroy``; ``apply`` takes such a plan only with every deleted
+address approved (``approve_delete``), or all of them at once (``approve_all_deletes``, listed first).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,23 +36,44 @@ from delivery import config as envconfig
 from delivery.core.console import ProgressReporter
 from delivery.core.errors import DeliveryError, Problem, ToolError, UsageError, ValidationFailed, raise_if
 from delivery.core.fsutil import atomic_directory, atomic_write_bytes, atomic_write_text
-from delivery.substrate import inputs, policy
+from delivery.substrate import inputs, mirror, planpolicy, policy, scratch
 from delivery.substrate.hcl import Module
-from delivery.substrate.summary import PlanSummary, summarize
+from delivery.substrate.summary import PlanSummary, gate, summarize
 from delivery.substrate.tool import Result, Tool
 
 PLAN_FILE = "plan.tfplan"
 SIDECAR_FILE = "plan.json"
 INPUTS_FILE = "inputs.tfvars.json"
 SIDECAR_FORMAT = 1
-LOCK_FILE = ".terraform.lock.hcl"
+LOCK_FILE = scratch.LOCK_FILE
 OUT_FILES = {PLAN_FILE, SIDECAR_FILE, INPUTS_FILE, LOCK_FILE}
 STALE_MARKERS = ("Saved plan is stale", "plan file can no longer be applied")
 
 
-def default_out_dir(repo: Path, env: str) -> Path:
-    """Where ``deliver plan`` saves an environment's plan by default (git-ignored)."""
-    return repo / "out" / "tofu" / env
+def default_out_dir(repo: Path, env: str, *, offline: bool = False, destroy: bool = False) -> Path:
+    """Where ``deliver plan`` saves an environment's plan by default (git-ignored); an offline or a
+    destroy plan goes beside it, so it never replaces a real plan under review."""
+    suffix = ".offline" if offline else ".destroy" if destroy else ""
+    return repo / "out" / "tofu" / f"{env}{suffix}"
+
+
+@dataclass(frozen=True)
+class Mode:
+    """Where and how tofu runs: with providers from a mirror, offline (plan only), or neither."""
+
+    mirror: mirror.Mirror | None = None
+    offline: bool = False
+
+    @property
+    def scratch(self) -> bool:
+        """Runs in a scratch copy of the root (never writing the tree)."""
+        return self.offline or self.mirror is not None
+
+    def tool(self, tool: Tool) -> Tool:
+        """``tool`` with the runner's CLI config for the mirror (an existing file), if any."""
+        if self.mirror is None:
+            return tool
+        return Tool(tool.path, tool.kind, tool.version, cli_config=str(mirror.cli_config(self.mirror)))
 
 
 def sidecar_path(plan_file: Path) -> Path:
@@ -77,10 +110,16 @@ class Prepared:
     module: Module
     variables: dict[str, object]
     fingerprint: str
+    workdir: Path | None = None  # a scratch copy of the root to run tofu in, instead of the root
 
     @property
     def root_rel(self) -> str:
         return _rel(self.repo, self.root)
+
+    @property
+    def cwd(self) -> Path:
+        """Where tofu runs for this root."""
+        return self.workdir or self.root
 
 
 def prepare(repo: Path, env: str) -> Prepared:
@@ -104,16 +143,17 @@ def _failed(step: str, result: Result, fix: str, where: str) -> ToolError:
 
 
 def check_format(tool: Tool, prepared: Prepared) -> None:
-    """``fmt -check`` on the root and every local module it calls."""
+    """``fmt -check`` on the root and every local module it calls, and their ``tests/`` (test files)."""
     unformatted: list[str] = []
-    for module in prepared.module.walk():
-        result = tool.run(["fmt", "-check", "-list=true", "-no-color"], module.path)
+    dirs = [d for m in prepared.module.walk() for d in (m.path, m.path / "tests") if d.is_dir()]
+    for directory in dirs:
+        result = tool.run(["fmt", "-check", "-list=true", "-no-color"], directory)
         if result.code not in (0, 3):
-            raise _failed("fmt -check", result, "fix the HCL syntax", _rel(prepared.repo, module.path))
-        listed = (module.path / line.strip() for line in result.stdout.splitlines() if line.strip())
+            raise _failed("fmt -check", result, "fix the HCL syntax", _rel(prepared.repo, directory))
+        listed = (directory / line.strip() for line in result.stdout.splitlines() if line.strip())
         found = [_rel(prepared.repo, f) for f in listed if f.is_file()]  # skip any warning text
         if result.code == 3 and not found:
-            raise _failed("fmt -check", result, "run fmt on the module", _rel(prepared.repo, module.path))
+            raise _failed("fmt -check", result, "run fmt on the module", _rel(prepared.repo, directory))
         unformatted += found
     if unformatted:
         raise ValidationFailed.of(
@@ -121,18 +161,22 @@ def check_format(tool: Tool, prepared: Prepared) -> None:
         )
 
 
-def init(tool: Tool, prepared: Prepared, reporter: ProgressReporter) -> None:
-    """``init`` with the derived backend config; ``-lockfile=readonly`` once a lock file exists."""
-    args = [
-        "init",
-        "-input=false",
-        "-no-color",
-        *inputs.backend_config(prepared.cfg, prepared.module.backend),
-    ]
-    locked = (prepared.root / LOCK_FILE).is_file()
+def init(
+    tool: Tool, prepared: Prepared, reporter: ProgressReporter, *, mode: Mode = Mode(), backend: bool = True
+) -> None:
+    """``init`` with the derived backend config; ``-lockfile=readonly`` once a lock file exists.
+
+    ``backend=False`` is ``init -backend=false`` (enough for ``validate``). A lock that init writes
+    into the tree is checked against the known provider mirrors: one pinning a mirror's own build
+    is removed again and the run fails (``mirror.refuse_mirror_lock``)."""
+    backend_type = "local" if mode.offline else prepared.module.backend
+    args = ["init", "-input=false", "-no-color"]
+    args += inputs.backend_config(prepared.cfg, backend_type) if backend else ["-backend=false"]
+    lock = prepared.cwd / LOCK_FILE
+    locked = lock.is_file()
     if locked:
         args.append("-lockfile=readonly")
-    result = tool.run(args, prepared.root)
+    result = tool.run(args, prepared.cwd)
     if result.code != 0:
         raise _failed(
             "init",
@@ -141,22 +185,35 @@ def init(tool: Tool, prepared: Prepared, reporter: ProgressReporter) -> None:
             + ("; if providers changed on purpose, update the lock with `providers lock`" if locked else ""),
             prepared.root_rel,
         )
-    if not locked and (prepared.root / LOCK_FILE).is_file():
-        reporter.line(
-            f"init: wrote {prepared.root_rel}/{LOCK_FILE}: commit it (init is readonly from then on)"
-        )
+    if not locked and lock.is_file():
+        if prepared.workdir is None:  # the tree: a lock pinning a mirror's own build must not stay
+            try:
+                mirror.refuse_mirror_lock(
+                    lock.read_text(encoding="utf-8"),
+                    f"{prepared.root_rel}/{LOCK_FILE}",
+                    mirror.known(mode.mirror),
+                    "init wrote it into the tree, so it was removed again",
+                )
+            except DeliveryError:
+                lock.unlink()
+                raise
+            reporter.line(
+                f"init: wrote {prepared.root_rel}/{LOCK_FILE}: commit it (init is readonly from then on)"
+            )
+        else:
+            reporter.line(f"init: the scratch copy's lock stays there (never in {prepared.root_rel})")
 
 
 def validate(tool: Tool, prepared: Prepared) -> None:
     """``validate``: the root and its modules are consistent (needs the providers from init)."""
-    result = tool.run(["validate", "-no-color"], prepared.root)
+    result = tool.run(["validate", "-no-color"], prepared.cwd)
     if result.code != 0:
         raise _failed("validate", result, "fix the root or its modules, then plan again", prepared.root_rel)
 
 
 def show_json(tool: Tool, prepared: Prepared, plan_file: Path) -> dict[str, Any]:
     """``show -json PLAN`` parsed."""
-    result = tool.run(["show", "-json", "-no-color", str(plan_file)], prepared.root)
+    result = tool.run(["show", "-json", "-no-color", str(plan_file)], prepared.cwd)
     if result.code != 0:
         raise _failed(
             "show -json", result, "re-plan: deliver plan --env " + prepared.cfg.name, str(plan_file)
@@ -191,21 +248,87 @@ def _check_out_dir(out_dir: Path) -> None:
         )
 
 
+def _check_mode(prepared: Prepared, mode: Mode) -> None:
+    """A scratch run of a root whose state is a local file would leave that state in the scratch."""
+    if mode.scratch and not mode.offline and prepared.module.backend in (None, "local"):
+        raise UsageError(
+            f"{prepared.root_rel} keeps its state in a local file, and a run with --provider-mirror "
+            "works in a scratch copy (the state would be lost with it)",
+            where="--provider-mirror / $" + mirror.MIRROR_ENV_VAR,
+            fix=f"plan it offline (deliver plan --env {prepared.cfg.name} --offline --provider-mirror DIR), "
+            "or run it without a mirror",
+        )
+
+
+@contextlib.contextmanager
+def workspace(prepared: Prepared, mode: Mode, *, keep_lock: bool) -> Iterator[Prepared]:
+    """``prepared`` running in the root itself, or in a scratch copy of it (``mode.scratch``)."""
+    if not mode.scratch:
+        yield prepared
+        return
+    copy = scratch.scratch_root(prepared.repo, prepared.module, keep_lock=keep_lock, offline=mode.offline)
+    with copy as root:
+        yield dataclasses.replace(prepared, workdir=root)
+
+
 def plan(
-    repo: Path, env: str, tool: Tool, *, out_dir: Path | None = None, reporter: ProgressReporter
+    repo: Path,
+    env: str,
+    tool: Tool,
+    *,
+    out_dir: Path | None = None,
+    reporter: ProgressReporter,
+    mode: Mode = Mode(),
+    destroy: bool = False,
 ) -> PlanOutcome:
-    """Check, init and plan ``env``; save plan + inputs + plan.json into ``out_dir`` atomically."""
+    """Check, init and plan ``env``; save plan + inputs + plan.json into ``out_dir`` atomically.
+
+    ``destroy`` plans the destruction of everything in the state (``plan -destroy``)."""
+    if destroy and mode.offline:
+        raise UsageError(
+            "--destroy and --offline do not go together: an offline plan starts from an empty state",
+            where="--destroy / --offline",
+            fix=f"plan the destruction against the real state: deliver plan --env {env} --destroy",
+        )
     prepared = prepare(repo, env)
-    out_dir = (out_dir or default_out_dir(repo, env)).resolve()
+    _check_mode(prepared, mode)
+    out_dir = (out_dir or default_out_dir(repo, env, offline=mode.offline, destroy=destroy)).resolve()
     _check_out_dir(out_dir)
+    tool = mode.tool(tool)
     reporter.line(f"policy: ok ({prepared.root_rel}, {len(prepared.module.walk())} module(s))")
     check_format(tool, prepared)
     reporter.line("fmt: ok")
-    init(tool, prepared, reporter)
-    reporter.line(f"init: ok ({tool.label}, backend {prepared.module.backend or 'local'})")
-    validate(tool, prepared)
-    reporter.line("validate: ok")
-    with atomic_directory(out_dir) as tmp:
+    # With a mirror of local builds the committed lock's official hashes cannot match: an offline
+    # plan leaves it out; a real one keeps it (readonly) and fails if the mirror is not official.
+    keep_lock = not (mode.offline and mode.mirror is not None)
+    if mode.offline and not keep_lock and (prepared.root / LOCK_FILE).is_file():
+        reporter.line(f"offline: {prepared.root_rel}/{LOCK_FILE} is left out (the mirror's builds differ)")
+    with workspace(prepared, mode, keep_lock=keep_lock) as work:
+        if mode.scratch:
+            reporter.line(f"scratch: running in a copy of {prepared.root_rel} ({work.cwd})")
+        init(tool, work, reporter, mode=mode)
+        backend = "local, empty (offline)" if mode.offline else prepared.module.backend or "local"
+        source = f", providers from {mode.mirror.path}" if mode.mirror else ""
+        reporter.line(f"init: ok ({tool.label}, backend {backend}{source})")
+        validate(tool, work)
+        reporter.line("validate: ok")
+        return plan_in(tool, work, mode, out_dir, reporter, destroy=destroy)
+
+
+def plan_in(
+    tool: Tool,
+    prepared: Prepared,
+    mode: Mode,
+    out_dir: Path,
+    reporter: ProgressReporter,
+    *,
+    destroy: bool = False,
+) -> PlanOutcome:
+    """``plan -out`` in an initialised ``prepared.cwd``, ``show -json``, plan policy, and the saved
+    plan directory (``plan`` runs the HCL policy, fmt, init and validate first)."""
+    env, repo = prepared.cfg.name, prepared.repo
+    offline = ["-refresh=false", "-lock=false"] if mode.offline else ["-lock-timeout=5m"]
+    with atomic_directory(out_dir, mode=0o700) as tmp:  # a plan holds config and values
         vars_file, plan_file = tmp / INPUTS_FILE, tmp / PLAN_FILE
         atomic_write_text(vars_file, json.dumps(prepared.variables, indent=2, sort_keys=True) + "\n")
         result = tool.run(
@@ -213,19 +336,25 @@ def plan(
                 "plan",
                 "-input=false",
                 "-no-color",
-                "-lock-timeout=5m",
+                *offline,
+                *(["-destroy"] if destroy else []),
                 "-detailed-exitcode",
                 f"-var-file={vars_file}",
                 f"-out={plan_file}",
             ],
-            prepared.root,
+            prepared.cwd,
+            extra_env=scratch.OFFLINE_ENV if mode.offline else None,
+            drop_env=scratch.OFFLINE_DROP if mode.offline else (),
         )
         if result.code not in (0, 2) or not plan_file.is_file():
             raise _failed("plan", result, "fix the root or its inputs, then plan again", prepared.root_rel)
         plan_file.chmod(0o600)  # a plan holds config and values: treat it as sensitive
-        summary = summarize(show_json(tool, prepared, plan_file))
+        plan_json = show_json(tool, prepared, plan_file)
+        summary = summarize(plan_json)
         if (result.code == 2) != summary.has_changes:
             reporter.line(f"plan: exit {result.code} and summary disagree; trusting the plan JSON")
+        raise_if(planpolicy.check(plan_json, prepared.root_rel), ValidationFailed)
+        reporter.line("plan policy: ok (planned values)")
         binding = {
             "format": SIDECAR_FORMAT,
             "env": env,
@@ -236,10 +365,14 @@ def plan(
             "tool_version": tool.version,
             "sources_sha256": prepared.fingerprint,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "offline": mode.offline,
+            "destroy": destroy,
+            "provider_mirror": str(mode.mirror.path) if mode.mirror else None,
             "summary": summary.as_dict(),
         }
         atomic_write_text(tmp / SIDECAR_FILE, json.dumps(binding, indent=2, sort_keys=True) + "\n")
-        if (prepared.root / LOCK_FILE).is_file():  # the providers this plan was made with
+        # the providers this plan was made with: the tree's lock, never one written in a scratch copy
+        if prepared.workdir is None and (prepared.root / LOCK_FILE).is_file():
             atomic_write_bytes(tmp / LOCK_FILE, (prepared.root / LOCK_FILE).read_bytes())
     reporter.line(f"plan: saved {_rel(repo, out_dir / PLAN_FILE)}")
     return PlanOutcome(env, prepared.root_rel, out_dir / PLAN_FILE, summary, binding)
@@ -258,6 +391,10 @@ def _load_binding(plan_file: Path, env: str) -> dict[str, Any]:
             where=str(plan_file),
             fix=fix,
         ) from None
+    except OSError as err:  # a directory, unreadable, ...
+        raise UsageError(
+            f"{SIDECAR_FILE} cannot be read ({err.strerror or err})", where=str(sidecar), fix=fix
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise UsageError(f"{SIDECAR_FILE} is not valid JSON", where=str(sidecar), fix=fix) from None
     if not isinstance(binding, dict) or binding.get("format") != SIDECAR_FORMAT:
@@ -265,12 +402,30 @@ def _load_binding(plan_file: Path, env: str) -> dict[str, Any]:
     return binding
 
 
-def verify_binding(plan_file: Path, prepared: Prepared, tool: Tool) -> dict[str, Any]:
+def verify_binding(plan_file: Path, prepared: Prepared, tool: Tool, mode: Mode = Mode()) -> dict[str, Any]:
     """Refuse a plan that is not this env's, was changed, or is older than the sources."""
     env = prepared.cfg.name
     binding = _load_binding(plan_file, env)
     replan = f"run: deliver plan --env {env}, review it, then apply the new plan"
     where = str(plan_file)
+    if binding.get("offline"):
+        raise UsageError(
+            "this is an offline plan (an empty local state, no cloud access): it shows what a first "
+            "apply would create and can never be applied",
+            where=where,
+            fix=f"plan against the real state: deliver plan --env {env} (GCS backend, credentials), "
+            "review it, then apply that plan",
+        )
+    planned_mirror, this_mirror = binding.get("provider_mirror"), mode.mirror
+    if (planned_mirror is None) != (this_mirror is None):
+        raise UsageError(
+            f"plan was made with providers from {planned_mirror or 'the registry'}, this apply would "
+            f"take them from {this_mirror.path if this_mirror else 'the registry'}",
+            where=where,
+            fix=f"apply with the same provider source (--provider-mirror {planned_mirror})"
+            if planned_mirror
+            else f"apply without --provider-mirror, or {replan}",
+        )
     if binding.get("env") != env:
         raise UsageError(
             f"plan was made for environment {binding.get('env')!r}, not {env!r}",
@@ -303,33 +458,6 @@ def verify_binding(plan_file: Path, prepared: Prepared, tool: Tool) -> dict[str,
             fix=f"re-plan: {replan}",
         )
     return binding
-
-
-def gate(summary: PlanSummary, approved: Iterable[str], where: str) -> None:
-    """Every delete and replace needs its address approved; approvals must name such a change.
-
-    An approval of an address the plan does not delete or replace is a wrong argument (exit 2,
-    with every other problem listed too); unapproved deletes alone are the gate holding (exit 1).
-    """
-    destructive = {c.address: c.action for c in summary.destructive}
-    approved_set = set(approved)
-    wrong = [
-        Problem(
-            where,
-            f"approved address {a!r} is not deleted or replaced by this plan",
-            "approve only addresses the plan deletes or replaces (see plan.json)",
-        )
-        for a in sorted(approved_set - set(destructive))
-    ]
-    held = [
-        Problem(
-            where,
-            f"plan would {destructive[a]} {a} and that was not approved",
-            f"review the plan; to allow it pass --approve-delete '{a}'",
-        )
-        for a in sorted(set(destructive) - approved_set)
-    ]
-    raise_if(wrong + held, UsageError if wrong else ValidationFailed)
 
 
 def _check_plan_inputs(plan_json: dict[str, Any], prepared: Prepared, where: str) -> None:
@@ -370,25 +498,65 @@ def apply(
     plan_file: Path,
     *,
     approve_delete: Sequence[str] = (),
+    approve_all_deletes: bool = False,
     reporter: ProgressReporter,
+    mode: Mode = Mode(),
 ) -> ApplyOutcome:
-    """Apply a plan saved by ``plan`` for ``env``, after binding checks and the delete gate."""
+    """Apply a plan saved by ``plan`` for ``env``, after binding checks and the delete gate.
+
+    ``approve_all_deletes`` approves every address a destroy plan deletes (listed first); it is
+    refused for any other plan, whose deletes and replaces are each named with ``approve_delete``."""
     prepared = prepare(repo, env)
     plan_file = plan_file.resolve()
-    verify_binding(plan_file, prepared, tool)
+    binding = verify_binding(plan_file, prepared, tool, mode)
+    if approve_all_deletes and (approve_delete or not binding.get("destroy")):
+        raise UsageError(
+            "--approve-all-deletes approves a destroy plan as a whole, with no --approve-delete"
+            if approve_delete
+            else "--approve-all-deletes is only for a destroy plan (deliver plan --destroy)",
+            where=str(plan_file),
+            fix="name each address the plan deletes or replaces with --approve-delete ADDRESS",
+        )
+    _check_mode(prepared, mode)
+    tool = mode.tool(tool)
     reporter.line("plan: bound to this env, root and sources; unchanged since saved")
     planned_lock, root_lock = plan_file.with_name(LOCK_FILE), prepared.root / LOCK_FILE
-    if planned_lock.is_file() and not root_lock.is_file():
-        atomic_write_bytes(root_lock, planned_lock.read_bytes())  # same providers as the plan
+    if planned_lock.is_file() and not root_lock.is_file() and not mode.scratch:
+        data = planned_lock.read_bytes()
+        mirror.refuse_mirror_lock(
+            data.decode("utf-8", "replace"),
+            str(planned_lock),
+            mirror.known(mode.mirror),
+            f"it is not copied into {prepared.root_rel}",
+        )
+        atomic_write_bytes(root_lock, data)  # same providers as the plan
         reporter.line(f"init: using the plan's {LOCK_FILE} for {prepared.root_rel}: commit it")
+    with workspace(prepared, mode, keep_lock=True) as work:
+        return _apply_in(tool, work, plan_file, approve_delete, approve_all_deletes, reporter)
+
+
+def _apply_in(
+    tool: Tool,
+    prepared: Prepared,
+    plan_file: Path,
+    approve_delete: Sequence[str],
+    approve_all_deletes: bool,
+    reporter: ProgressReporter,
+) -> ApplyOutcome:
+    env = prepared.cfg.name
     init(tool, prepared, reporter)
     plan_json = show_json(tool, prepared, plan_file)
     _check_plan_inputs(plan_json, prepared, str(plan_file))
     summary = summarize(plan_json)  # recomputed from the plan itself, not read from plan.json
+    if approve_all_deletes:  # a destroy plan (checked by apply): every address, listed before it runs
+        approve_delete = [c.address for c in summary.destructive]
+        reporter.line(f"destroy: --approve-all-deletes approves these {len(approve_delete)} address(es):")
+        for address in approve_delete:
+            reporter.line(f"  delete  {address}")
     gate(summary, approve_delete, str(plan_file))
     reporter.line(f"gate: ok ({len(summary.destructive)} approved delete/replace)")
     result = tool.run(
-        ["apply", "-input=false", "-no-color", "-lock-timeout=5m", str(plan_file)], prepared.root
+        ["apply", "-input=false", "-no-color", "-lock-timeout=5m", str(plan_file)], prepared.cwd
     )
     if result.code != 0:
         text = result.stdout + result.stderr
@@ -407,7 +575,7 @@ def apply(
 
 def read_outputs(tool: Tool, prepared: Prepared) -> dict[str, Any]:
     """The root's outputs (``output -json``); sensitive values are replaced with ``***``."""
-    result = tool.run(["output", "-json", "-no-color"], prepared.root)
+    result = tool.run(["output", "-json", "-no-color"], prepared.cwd)
     if result.code != 0:
         raise _failed("output -json", result, "check the state", prepared.root_rel)
     raw = json.loads(result.stdout or "{}")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from delivery.core.errors import Problem, UsageError, ValidationFailed, raise_if
 
 # resource_changes[].change.actions -> our action name (see OpenTofu's JSON output format)
 _ACTIONS: dict[tuple[str, ...], str] = {
@@ -98,3 +101,30 @@ def summarize(plan_json: dict[str, Any]) -> PlanSummary:
         )
     )
     return PlanSummary(tuple(changes), outputs)
+
+
+def gate(summary: PlanSummary, approved: Iterable[str], where: str) -> None:
+    """Every delete and replace needs its address approved; approvals must name such a change.
+
+    An approval of an address the plan does not delete or replace is a wrong argument (exit 2,
+    with every other problem listed too); unapproved deletes alone are the gate holding (exit 1).
+    """
+    destructive = {c.address: c.action for c in summary.destructive}
+    approved_set = set(approved)
+    wrong = [
+        Problem(
+            where,
+            f"approved address {a!r} is not deleted or replaced by this plan",
+            "approve only addresses the plan deletes or replaces (see plan.json)",
+        )
+        for a in sorted(approved_set - set(destructive))
+    ]
+    held = [
+        Problem(
+            where,
+            f"plan would {destructive[a]} {a} and that was not approved",
+            f"review the plan; to allow it pass --approve-delete '{a}'",
+        )
+        for a in sorted(set(destructive) - approved_set)
+    ]
+    raise_if(wrong + held, UsageError if wrong else ValidationFailed)

@@ -1,15 +1,20 @@
 """The tofu (or terraform) binary: found, identified, and run without prompts.
 
 ``tofu`` is the default; ``terraform`` has the same CLI for everything used here (init, fmt,
-plan -out, show -json, apply PLAN) and is accepted. Choose with ``--binary`` or ``$DELIVER_TOFU``
-(a name or a path); otherwise tofu is preferred and terraform is the fallback.
+validate, test, plan -out, show -json, apply PLAN) and is accepted. Choose with ``--binary`` or
+``$DELIVER_TOFU`` (a name or a path); otherwise tofu is preferred and terraform is the fallback.
+
+Every run has a time limit (``TIMEOUTS``, by subcommand): when it passes, the binary is interrupted
+(SIGINT, so it can release a state lock), then killed after a grace period, and the run fails.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +25,20 @@ from delivery.core.errors import ToolError, UsageError
 BINARY_ENV_VAR = "DELIVER_TOFU"
 KINDS = ("tofu", "terraform")
 _VERSION = re.compile(r"^(OpenTofu|Terraform) v(\d+\.\d+\.\d+\S*)", re.MULTILINE)
+# Seconds each subcommand may take. apply creates a GKE cluster and its pools (15-30 min on GCP).
+TIMEOUTS: dict[str, float] = {
+    "version": 60,
+    "fmt": 120,
+    "init": 900,
+    "validate": 600,
+    "test": 1800,
+    "plan": 1800,
+    "show": 600,
+    "output": 600,
+    "apply": 3 * 3600,
+}
+DEFAULT_TIMEOUT = 1800.0
+INTERRUPT_GRACE = 60.0  # after SIGINT, how long tofu may take to stop cleanly before it is killed
 
 
 def cache_home() -> Path:
@@ -70,6 +89,7 @@ class Tool:
     path: str
     kind: str  # "tofu" | "terraform"
     version: str
+    cli_config: str | None = None  # a CLI config file the runner wrote (provider mirror); it exists
 
     @property
     def label(self) -> str:
@@ -84,7 +104,9 @@ class Tool:
         }
         config_file = env.get("TF_CLI_CONFIG_FILE")
         if config_file and not Path(config_file).is_file():
-            del env["TF_CLI_CONFIG_FILE"]  # a dangling path only produces a warning per command
+            del env["TF_CLI_CONFIG_FILE"]  # a dangling path prints a warning, even into `show -json`
+        if self.cli_config:
+            env["TF_CLI_CONFIG_FILE"] = self.cli_config
         env["TF_IN_AUTOMATION"] = "1"
         env["TF_INPUT"] = "0"
         env["CHECKPOINT_DISABLE"] = "1"
@@ -93,19 +115,56 @@ class Tool:
         env["TF_PLUGIN_CACHE_DIR"] = str(plugin_cache)
         return env
 
-    def run(self, args: Sequence[str], cwd: Path, *, extra_env: Mapping[str, str] | None = None) -> Result:
-        """Run ``tool ARGS`` in ``cwd``; stdin is closed so nothing can ever prompt."""
-        env = self.environment() | dict(extra_env or {})
-        proc = subprocess.run(
+    def run(
+        self,
+        args: Sequence[str],
+        cwd: Path,
+        *,
+        extra_env: Mapping[str, str] | None = None,
+        drop_env: Sequence[str] = (),
+        timeout: float | None = None,
+    ) -> Result:
+        """Run ``tool ARGS`` in ``cwd`` within a time limit; stdin is closed so nothing can ever prompt."""
+        env = {k: v for k, v in self.environment().items() if k not in drop_env} | dict(extra_env or {})
+        limit = timeout if timeout is not None else TIMEOUTS.get(args[0] if args else "", DEFAULT_TIMEOUT)
+        proc = subprocess.Popen(
             [self.path, *args],
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            check=False,
+            start_new_session=True,  # an interrupt reaches tofu and its provider plugins, not us
         )
-        return Result(tuple(args), proc.returncode, proc.stdout, proc.stderr)
+        try:
+            stdout, stderr = proc.communicate(timeout=limit)
+        except subprocess.TimeoutExpired:
+            _stop(proc)
+            raise ToolError(
+                f"`{self.kind} {' '.join(args[:1])}` did not finish within {_duration(limit)} (stopped)",
+                where=str(cwd),
+                fix="check the tool's progress (network, provider, cloud API), then run it again",
+            ) from None
+        return Result(tuple(args), proc.returncode, stdout, stderr)
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """Interrupt like Ctrl-C (tofu then stops cleanly and releases its state lock), kill if it hangs."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.communicate(timeout=INTERRUPT_GRACE)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:g}h"
+    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g}s"
 
 
 def identify(path: str) -> Tool:
@@ -118,8 +177,13 @@ def identify(path: str) -> Tool:
             stdin=subprocess.DEVNULL,
             env={**os.environ, "CHECKPOINT_DISABLE": "1"},
             check=False,
-            timeout=60,
+            timeout=TIMEOUTS["version"],
         )
+    except subprocess.TimeoutExpired:
+        raise ToolError(
+            f"`{path} version` did not finish within {_duration(TIMEOUTS['version'])}",
+            fix="pass --binary tofu|terraform|PATH (or set $DELIVER_TOFU) to a working binary",
+        ) from None
     except OSError as err:
         raise ToolError(
             f"cannot run {path}: {err.strerror}",
@@ -134,6 +198,20 @@ def identify(path: str) -> Tool:
         )
     kind = "tofu" if m.group(1) == "OpenTofu" else "terraform"
     return Tool(path=path, kind=kind, version=m.group(2))
+
+
+def installed(repo: Path | None = None) -> dict[str, Tool]:
+    """Every real binary found under its own name, by kind (``{"tofu": …, "terraform": …}``).
+
+    A ``tofu`` that is really terraform (a symlink) counts as terraform, and once only."""
+    found: dict[str, Tool] = {}
+    for name in KINDS:
+        path = _which(name, repo)
+        if path:
+            with contextlib.suppress(ToolError):
+                tool = identify(path)
+                found.setdefault(tool.kind, tool)
+    return found
 
 
 def find_tool(choice: str | None = None, repo: Path | None = None) -> Tool:

@@ -57,6 +57,10 @@ variable "gpu_spot" {
   type = bool
 }
 
+variable "gpu_image_streaming" {
+  type = bool
+}
+
 variable "authorized_networks" {
   type = list(object({
     cidr_block   = string

@@ -33,6 +33,7 @@ module "gke" {
   gpu_per_node        = var.gpu_per_node
   gpu_max_nodes       = var.gpu_max_nodes
   gpu_spot            = var.gpu_spot
+  gpu_image_streaming = var.gpu_image_streaming
   authorized_networks = var.authorized_networks
   labels              = var.labels
 }

@@ -10,10 +10,12 @@ locals {
     "artifactregistry.googleapis.com",
     "binaryauthorization.googleapis.com",
   ])
+  # Image streaming needs the Container File System API.
+  streaming_services = var.gpu_image_streaming ? toset(["containerfilesystem.googleapis.com"]) : toset([])
 }
 
 resource "google_project_service" "cluster" {
-  for_each           = local.cluster_services
+  for_each           = setunion(local.cluster_services, local.streaming_services)
   project            = var.project_id
   service            = each.value
   disable_on_destroy = false

@@ -155,6 +155,13 @@ resource "google_container_node_pool" "gpu" {
     oauth_scopes    = ["https://www.googleapis.com/auth/cloud-platform"]
     labels          = { "llm-platform/pool" = "gpu" }
 
+    # Image streaming (GKE's container file system): a pod starts while its image is still being
+    # fetched, so the vLLM image (several GB) does not delay a cold GPU node. Only for images in
+    # Artifact Registry: promotion copies the env's images there, digest for digest.
+    gcfs_config {
+      enabled = var.gpu_image_streaming
+    }
+
     shielded_instance_config {
       enable_secure_boot          = true
       enable_integrity_monitoring = true

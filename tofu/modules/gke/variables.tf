@@ -104,6 +104,11 @@ variable "gpu_spot" {
   type        = bool
 }
 
+variable "gpu_image_streaming" {
+  description = "GKE image streaming on the GPU pool: pods start before their image is fully pulled (gpu.imageStreaming)."
+  type        = bool
+}
+
 # Defaults of the module: the same for every environment, so not in config.yaml.
 
 variable "platform_machine_type" {
