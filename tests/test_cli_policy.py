@@ -180,6 +180,13 @@ CASES: list[tuple[str, list[str], Edit, int, str]] = [
         EXIT_BAD_INPUT,
         "not inside a git work tree",
     ),
+    (
+        "import-images-promoted-env",
+        ["import-images", "--env", "staging"],
+        _nothing,
+        EXIT_BAD_INPUT,
+        "its images arrive by promotion",
+    ),
     ("rollback-unknown-env", ["rollback", "--env", "nope"], _nothing, EXIT_BAD_INPUT, "unknown environment"),
     ("hold-release-unknown-env", ["hold", "release", "--env", "nope"], _nothing, EXIT_BAD_INPUT, "unknown"),
     (

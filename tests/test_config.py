@@ -171,6 +171,27 @@ BROKEN = [
         id="bad-registry",
     ),
     pytest.param(
+        "staging",
+        "  deleteUntaggedOlderThan: 30d      # untagged versions (superseded pushes), at least 1d",
+        "  deleteUntaggedOlderThan: 30d\n  deleteTagged: {olderThan: 90d, tagPrefixes: [build-, rel]}",
+        ["registryCleanup.deleteTagged.tagPrefixes", "tag prefix 'rel' could match release-* tags"],
+        id="cleanup-could-delete-a-release",
+    ),
+    pytest.param(
+        "prod",
+        "  deleteUntaggedOlderThan: 30d      # untagged versions (superseded pushes), at least 1d",
+        "  deleteUntaggedOlderThan: 1h",
+        ["registryCleanup.deleteUntaggedOlderThan", "1h is too young"],
+        id="cleanup-of-images-being-pushed",
+    ),
+    pytest.param(
+        "dev",
+        "  keepRecent: 10                    # the 10 most recent versions, whatever their age",
+        "  keepRecent: 0",
+        ["registryCleanup.keepRecent"],
+        id="cleanup-keeps-nothing-recent",
+    ),
+    pytest.param(
         "dev",
         "  projectID: llm-platform-dev",
         "  projectID: 1bad",

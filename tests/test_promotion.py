@@ -20,6 +20,7 @@ import pytest
 
 from conftest import REPO, Registry, Result, running_registry
 from delivery.core import yamlio
+from delivery.gitops.artifacts import promoted_repository
 from delivery.oci.auth import ANONYMOUS
 from delivery.oci.blobs import BytesBlob
 from delivery.oci.push import push_image
@@ -145,6 +146,13 @@ def platform(
     return Platform(tmp_path, registry, second_registry, busybox_base, deliver)
 
 
+def tags_of(ref: str) -> list[str]:
+    """The tags of the repository of ``host/repo@digest`` (loopback, anonymous)."""
+    host, _, rest = ref.partition("/")
+    with RegistryClient(host, ANONYMOUS) as client:
+        return client.list_tags(rest.rpartition("@")[0])
+
+
 def skopeo_digest(ref: str) -> str:
     raw = subprocess.run(
         ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{ref}"],
@@ -181,6 +189,16 @@ def test_promote_copies_by_digest_and_lands_one_commit(
         moved = out["artifacts"][name]["new"]
         assert moved.startswith(f"{platform.b.host}/modelcars/") and moved.endswith(ref.rpartition("@")[2])
         assert skopeo_digest(moved) == ref.rpartition("@")[2]
+    # every image the release deploys carries its protected tag (kept by registry cleanup) in both
+    # registries: publish tagged it in dev, promotion in staging, each on exactly that digest
+    protected = f"release-sha256-{digest.removeprefix('sha256:')}"
+    assert protected in tags_of(f"{platform.a.host}/modelcars/{MODEL}@{digest}")
+    assert protected in tags_of(target)
+    assert skopeo_digest(f"{platform.b.host}/modelcars/{MODEL}:{protected}") == digest
+    for name in platform.images:
+        moved = out["artifacts"][name]["new"]
+        moved_digest = moved.rpartition("@")[2]
+        assert f"release-sha256-{moved_digest.removeprefix('sha256:')}" in tags_of(moved), name
     release = yamlio.plain(yamlio.load_file(platform.repo / "clusters/staging/release.yaml"))
     assert release["artifacts"][MODEL]["ref"] == target
     assert release["artifacts"][MODEL]["source"]["repo"] == "sentence-transformers/all-MiniLM-L6-v2"
@@ -541,3 +559,72 @@ def test_a_detached_head_and_an_existing_review_branch_are_refused(
     again = platform.deliver("promote", "--to", "staging", "--only", MODEL)
     assert again.code == 2 and f"branch {branch} already exists" in again.err
     assert git(platform.repo, "rev-parse", branch).strip() == head  # the review commit is kept
+
+
+# --------------------------------------------------------------------------- import-images (entry env)
+
+
+def test_import_images_moves_the_pins_into_the_entry_registry_and_promotion_takes_them_from_there(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dev_deployment = (
+        platform.repo / "clusters/dev/layers/components/serving/raw-vllm/deployment-serving-raw-vllm.yaml"
+    )
+    assert platform.images["vllm"] in dev_deployment.read_text()  # before: pulled from where it is pinned
+    dry = platform.deliver("import-images", "--env", "dev", "--dry-run", "--json")
+    assert dry.code == 0, dry.err
+    assert sorted(json.loads(dry.out)["artifacts"]) == ["vllm", "vllm-cpu"]
+    assert (
+        git(platform.repo, "status", "--porcelain") == ""
+        and not (platform.repo / "clusters/dev/release.yaml").exists()
+    )
+
+    res = platform.deliver("import-images", "--env", "dev", "--json")
+    assert res.code == 0, res.err
+    out = json.loads(res.out)
+    assert out["kind"] == "import" and out["commit"] and out["ledgerId"]
+    for name, pinned in platform.images.items():
+        digest = pinned.rpartition("@")[2]
+        imported = out["artifacts"][name]["new"]
+        # the env's registry (<registry>/<the pinned repo's last part>), the same digest
+        assert imported == f"{promoted_repository(f'{platform.a.host}/modelcars', pinned)}@{digest}"
+        assert skopeo_digest(imported) == digest
+        assert f"release-sha256-{digest.removeprefix('sha256:')}" in tags_of(imported)
+    assert out["artifacts"]["vllm"]["new"] in dev_deployment.read_text()  # rendered from the release
+    assert "Imported-Into: dev" in git(platform.repo, "log", "-1", "--format=%B")
+    assert git(platform.repo, "status", "--porcelain") == ""
+    assert platform.deliver("layers", "render", "--env", "dev", "--check").code == 0
+    again = platform.deliver("import-images", "--env", "dev")
+    assert again.code == 0 and "nothing to do" in again.out
+
+    # staging promotes them from dev's registry (what dev runs), with the modelcar
+    platform.publish_dev()
+    monkeypatch.setenv("DELIVER_NOW", LATER)
+    promoted = platform.deliver("promote", "--to", "staging", "--json")
+    assert promoted.code == 0, promoted.err
+    copies = {c["source"].rpartition("@")[0]: c for c in json.loads(promoted.out)["copies"]}
+    assert out["artifacts"]["vllm"]["new"].rpartition("@")[0] in copies
+
+    # a pin bumped after the import: dev deploys the new pin (not the stale import) and promotes that
+    bumped = tiny_image(platform.a.host, platform.a.unique_repo("vllm"), os.urandom(2048))
+    yamlio.set_path(platform.repo / "clusters/pins.yaml", ["images", "vllm"], bumped)
+    assert platform.deliver("layers", "render", "--env", "dev", "--write").code == 0
+    assert bumped in dev_deployment.read_text()
+    git(platform.repo, "commit", "-qam", "bump vllm")
+    dry_promote = platform.deliver("promote", "--to", "staging", "--dry-run", "--json")
+    moved = json.loads(dry_promote.out)["artifacts"]
+    assert moved["vllm"]["new"].endswith(bumped.rpartition("@")[2])
+
+
+@pytest.mark.parametrize(
+    ("args", "phrase"),
+    [
+        (["import-images", "--env", "staging"], "its images arrive by promotion"),
+        (["import-images", "--env", "dev", "--only", "nope"], "--only names nope"),
+        (["import-images", "--env", "nowhere"], "unknown environment"),
+    ],
+)
+def test_bad_imports_are_one_clear_error(platform: Platform, args: list[str], phrase: str) -> None:
+    res = platform.deliver(*args)
+    assert res.code == 2 and phrase in res.err and "fix:" in res.err, res.err
+    assert git(platform.repo, "status", "--porcelain") == ""

@@ -141,7 +141,7 @@ def test_substrate_check_validates_and_runs_the_module_tests_for_every_env(
     data = json.loads(result.out)
     assert data["ok"] is True and data["checked"] == list(ENVS)
     assert data["validated"] == {
-        env: {"env": env, "validated": True, "tests": {"tofu/modules/gke": 4}} for env in ENVS
+        env: {"env": env, "validated": True, "tests": {"tofu/modules/gke": 6}} for env in ENVS
     }
     assert tree(repo_copy / "tofu") == before  # scratch copies only: no .terraform/, no lock in the tree
     text = deliver("substrate-check", "--env", "prod", "--binary", binary, repo=repo_copy)
@@ -303,6 +303,31 @@ PLANTS: dict[str, tuple[str, str, str, dict[str, object]]] = {
             "test": DRIVER_ASSERT,
             "plan": None,
             "plan policy": "planned: GPU driver installation is INSTALLATION_DISABLED, not DEFAULT or LATEST",
+        },
+    ),
+    # the provider takes any prefix: the module test and our plan policy stop it
+    "cleanup-keeps-no-release": (
+        "registry.tf",
+        "tag_prefixes = [var.registry_cleanup.protected_tag_prefix]",
+        'tag_prefixes = ["keep-"]',
+        {
+            "policy": None,
+            "validate": None,
+            "test": "the repository must KEEP every version tagged with the protected prefix",
+            "plan": None,
+            "plan policy": "registry cleanup deletes versions but does not KEEP the release-* tags",
+        },
+    ),
+    "cleanup-deletes-any-tag": (
+        "registry.tf",
+        'tag_state  = "UNTAGGED"',
+        'tag_state  = "ANY"',
+        {
+            "policy": None,
+            "validate": None,
+            "test": "a DELETE policy may match only untagged versions or tags outside the protected prefix",
+            "plan": None,
+            "plan policy": "policy 'delete-untagged' deletes tagged versions of any tag (ANY)",
         },
     ),
     "secret-version": (  # a secret value in state: the provider and the module test have no objection

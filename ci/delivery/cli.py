@@ -31,6 +31,7 @@ COMMANDS = {
     "apply": "delivery.substrate.cli:apply_cmd",
     "substrate-check": "delivery.substrate.cli:substrate_check_cmd",
     "promote": "delivery.promotion.cli:promote_cmd",
+    "import-images": "delivery.promotion.cli:import_images_cmd",
     "rollback": "delivery.promotion.cli:rollback_cmd",
     "hold": "delivery.promotion.cli:hold_group",
     "verify-release": "delivery.promotion.cli:verify_release_cmd",

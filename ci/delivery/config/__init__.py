@@ -5,13 +5,23 @@ Public surface: the typed model (``EnvConfig`` and its parts), ``load_env``, ``l
 """
 
 from delivery.config.loader import check, list_envs, load_env
-from delivery.config.model import EnvConfig, FreezeWindow, Profile, Promotion, parse_duration
+from delivery.config.model import (
+    PROTECTED_TAG_PREFIX,
+    EnvConfig,
+    FreezeWindow,
+    Profile,
+    Promotion,
+    RegistryCleanup,
+    parse_duration,
+)
 
 __all__ = [
+    "PROTECTED_TAG_PREFIX",
     "EnvConfig",
     "FreezeWindow",
     "Profile",
     "Promotion",
+    "RegistryCleanup",
     "check",
     "list_envs",
     "load_env",

@@ -190,6 +190,71 @@ class Promotion(Strict):
         return parse_duration(self.soak)
 
 
+# Every image an environment's release deploys, or its ledger could roll back to, carries a tag with
+# this prefix in that environment's registry (publish and promotion put it there: release-sha256-<hex>);
+# the registry's cleanup policies keep every version so tagged, whatever else they delete.
+PROTECTED_TAG_PREFIX = "release-"
+# Artifact Registry tag syntax (and so the prefixes a cleanup policy may name).
+TAG_PREFIX = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$"
+MIN_UNTAGGED_AGE = timedelta(days=1)
+
+
+class DeleteTagged(Strict):
+    """Also delete tagged versions older than ``olderThan`` whose tag starts with one of ``tagPrefixes``."""
+
+    older_than: Annotated[str, Field(alias="olderThan", pattern=DURATION.pattern)]
+    tag_prefixes: Annotated[
+        tuple[Annotated[str, Field(pattern=TAG_PREFIX)], ...],
+        Field(alias="tagPrefixes", min_length=1, strict=False),
+    ]
+
+    @field_validator("tag_prefixes")
+    @classmethod
+    def _never_protected(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for prefix in value:
+            if prefix.startswith(PROTECTED_TAG_PREFIX) or PROTECTED_TAG_PREFIX.startswith(prefix):
+                raise ValueError(
+                    f"tag prefix {prefix!r} could match {PROTECTED_TAG_PREFIX}* tags, which mark what a "
+                    "release deploys or could roll back to: cleanup never deletes them; name a prefix "
+                    f"that cannot start a {PROTECTED_TAG_PREFIX!r} tag"
+                )
+        return value
+
+    @property
+    def older_than_seconds(self) -> int:
+        return int(parse_duration(self.older_than).total_seconds())
+
+
+class RegistryCleanup(Strict):
+    """Artifact Registry cleanup policies of the environment's modelcar repository.
+
+    Always kept: every version tagged ``release-*`` (what a release deploys or could roll back to) and
+    the ``keepRecent`` most recent versions. Deleted: untagged versions older than
+    ``deleteUntaggedOlderThan`` and, if set, ``deleteTagged``. ``dryRun``: the registry only reports
+    what it would delete (the default: a fork opts in to deleting)."""
+
+    dry_run: Annotated[bool, Field(alias="dryRun")] = True
+    keep_recent: Annotated[int, Field(alias="keepRecent", ge=1, le=10_000)] = 10
+    delete_untagged_older_than: Annotated[
+        str, Field(alias="deleteUntaggedOlderThan", pattern=DURATION.pattern)
+    ] = "30d"
+    delete_tagged: Annotated[DeleteTagged | None, Field(alias="deleteTagged")] = None
+
+    @field_validator("delete_untagged_older_than")
+    @classmethod
+    def _not_too_young(cls, value: str) -> str:
+        if parse_duration(value) < MIN_UNTAGGED_AGE:
+            raise ValueError(
+                f"{value} is too young: an image is untagged between its manifest's push and its tag's "
+                "(publish, promotion), so cleanup could delete it midway; use 1d or more"
+            )
+        return value
+
+    @property
+    def delete_untagged_older_than_seconds(self) -> int:
+        return int(parse_duration(self.delete_untagged_older_than).total_seconds())
+
+
 class Serving(Strict):
     model: Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$")]
     max_replicas: Annotated[int, Field(alias="maxReplicas", ge=1, le=64)] = 1
@@ -211,6 +276,7 @@ class EnvConfig(LocatedDocument):
     features: Features = Features()
     promotion: Promotion = Promotion()
     serving: Serving
+    registry_cleanup: Annotated[RegistryCleanup, Field(alias="registryCleanup")] = RegistryCleanup()
 
     @property
     def production(self) -> bool:

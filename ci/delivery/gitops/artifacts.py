@@ -2,10 +2,11 @@
 
 A promoted environment (one with ``promotion.from``) deploys exactly its release
 (clusters/<env>/release.yaml): nothing reaches it but through ``deliver promote``. An entry
-environment deploys the images pinned in clusters/pins.yaml and the modelcars its release was
-published. An artifact an environment has not received yet renders with the all-zero placeholder
-digest under the environment's own registry, and every reference to it is a warning
-(``unpublished``) that names the command bringing it there.
+environment deploys the images pinned in clusters/pins.yaml, from its own registry where
+``deliver import-images`` copied them there at the pinned digest (else from where they are pinned),
+and the modelcars its release was published. An artifact an environment has not received yet
+renders with the all-zero placeholder digest under the environment's own registry, and every
+reference to it is a warning (``unpublished``) that names the command bringing it there.
 """
 
 from __future__ import annotations
@@ -71,10 +72,11 @@ def modelcar_for(repo: Path, cfg: EnvConfig, pins: Pins) -> Modelcar:
 def image_for(repo: Path, cfg: EnvConfig, pins: Pins, name: str) -> str:
     """The env's reference for the image pinned as ``images.<name>`` in clusters/pins.yaml."""
     pinned = pins.image(name)
-    if cfg.promotion.source is None:
-        return pinned
     release, _ = _release(repo, cfg)
     artifact = release.artifacts.get(name) if release else None
+    if cfg.promotion.source is None:  # imported at exactly the pinned digest, or as pinned
+        imported = artifact is not None and artifact.digest == pinned.rpartition("@")[2]
+        return artifact.ref if artifact is not None and imported else pinned
     if artifact is not None:
         return artifact.ref
     return f"{promoted_repository(cfg.registry, pinned)}@{UNPUBLISHED}"

@@ -26,7 +26,7 @@ from delivery.modelcar.pipeline import BuildOptions, BuiltImage, build_image, op
 from delivery.modelcar.spec import load_spec
 from delivery.oci.blobs import Blob, BytesBlob
 from delivery.oci.spec import OCI_CONFIG, OCI_INDEX, OCI_LAYER_TAR, OCI_MANIFEST
-from delivery.release import Artifact, Source
+from delivery.release import Artifact, Source, protected_tag
 from delivery.release.entry import record, require_entry
 
 
@@ -142,7 +142,7 @@ def publish(
                 config=BytesBlob(built.configs[platform], OCI_CONFIG),
                 manifest=built.manifests[platform],
                 manifest_media_type=OCI_MANIFEST,
-                tags=[built.tag] if single else [],
+                tags=[built.tag, protected_tag(built.digest)] if single else [],
             )
             sent += report.bytes_sent
             blobs += [
@@ -152,6 +152,8 @@ def publish(
         if built.index is not None:
             client.put_manifest(target.repository, built.digest, built.index, OCI_INDEX)
             client.put_manifest(target.repository, built.tag, built.index, OCI_INDEX)
+            # the release records this digest: its protected tag keeps it from registry cleanup
+            client.put_manifest(target.repository, protected_tag(built.digest), built.index, OCI_INDEX)
     cache.save()
     written = write_lock(repo, built.lock_data())
     ref = target.with_digest(built.digest)

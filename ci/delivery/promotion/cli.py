@@ -1,4 +1,5 @@
-"""``deliver promote``, ``rollback``, ``hold release``, ``verify-release``, ``status`` and ``history``."""
+"""``deliver promote``, ``import-images``, ``rollback``, ``hold release``, ``verify-release``, ``status``
+and ``history``."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from delivery.core.errors import UsageError
 from delivery.core.secrets import REGISTRY_PASSWORD_VAR, registry_password
 from delivery.oci.auth import Credentials
 from delivery.promotion import report
-from delivery.promotion.promote import Outcome, promote, record_only, rollback
+from delivery.promotion.promote import Outcome, import_images, promote, record_only, rollback
 from delivery.promotion.steps import CredentialsFor
 from delivery.release.ledger import parse_time
 
@@ -89,6 +90,8 @@ def _print_outcome(outcome: Outcome, as_json: bool) -> None:
         )
     if outcome.dry_run:
         click.echo("dry run: nothing copied, written or committed")
+    elif outcome.commit is None and outcome.kind == "import":
+        click.echo(f"{outcome.env}'s registry holds every pinned image at its digest already: nothing to do")
     elif outcome.commit is None:
         click.echo(f"{outcome.env} already runs this release: nothing to do")
     elif outcome.review_branch:
@@ -155,6 +158,46 @@ def promote_cmd(
             f"promotion into {to} would not land now (gates: {', '.join(refused)})",
             fix="see each gate's reason above; deliver status shows what blocks every environment",
         )
+
+
+@click.command("import-images")
+@env_option()
+@click.option("--only", multiple=True, metavar="IMAGE", help="Import only this pinned image (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Print what would be copied; change nothing.")
+@push_option
+@username_option
+@password_file_option
+@json_option
+@click.pass_context
+def import_images_cmd(
+    ctx: click.Context,
+    env: str,
+    only: tuple[str, ...],
+    dry_run: bool,
+    do_push: bool,
+    username: str | None,
+    password_file: Path | None,
+    as_json: bool,
+) -> None:
+    """Copy the images of clusters/pins.yaml into entry env ENV's registry by digest; one commit.
+
+    ENV then pulls them from its own registry (GKE image streaming serves Artifact Registry images
+    only); environments promoted from it copy them on from there."""
+    repo = resolved_repo(ctx)
+    target_host = load_env(repo, env).registry.partition("/")[0]
+    credentials_for = _credentials(username, password_file, target_host)
+    with console.ProgressReporter(quiet=as_json) as reporter:
+        outcome = import_images(
+            repo,
+            env,
+            now=_now(),
+            credentials_for=credentials_for,
+            only=only,
+            dry_run=dry_run,
+            do_push=do_push,
+            reporter=reporter,
+        )
+    _print_outcome(outcome, as_json)
 
 
 def _record(

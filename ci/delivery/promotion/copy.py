@@ -9,7 +9,8 @@ when both live on the same registry host (``POST ?mount=&from=``: no bytes move)
 from the upstream ``GET`` straight into the target's upload ``PUT`` (``oci.RemoteBlob``: never whole
 in memory, never on disk). Only once every blob is in are the manifests pushed, children before
 the index, each by digest with its exact upstream bytes and media type (never re-serialised: that
-is what keeps the digest), each skipped when the target has it already. So no manifest ever
+is what keeps the digest), each skipped when the target has it already; then the root's ``tags``
+(promotion passes the release's protected tag, which keeps it safe from registry cleanup). So no manifest ever
 points at a missing blob, and a rerun after a failure (the target died midway) sends only what is
 still missing. Retries, timeouts and auth are the ``oci`` client's.
 """
@@ -48,6 +49,7 @@ class CopyReport:
     blobs_mounted: int
     blobs_skipped: int  # already in the target repo
     bytes_sent: int
+    tags: tuple[str, ...] = ()  # put on the root manifest in the target, once everything else was in
 
     def as_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -78,6 +80,7 @@ def copy_image(
     target_credentials: Credentials,
     reporter: ProgressReporter | None = None,
     parallel: int = 4,
+    tags: Sequence[str] = (),
 ) -> CopyReport:
     """source has a digest (no tag needed); target is registry host + repository (tag/digest ignored)."""
     digest = source.digest
@@ -133,6 +136,9 @@ def copy_image(
                 continue
             downstream.put_manifest(target.repository, manifest.digest, manifest.data, manifest.media_type)
             written += 1
+        root = next(m for m in tree if m.digest == digest)
+        for tag in tags:  # a PUT of the same bytes under a tag: idempotent, and never a new digest
+            downstream.put_manifest(target.repository, tag, root.data, root.media_type)
     outcomes = [p.outcome for p in pushed.values()]
     report = CopyReport(
         source=source_name,
@@ -143,6 +149,7 @@ def copy_image(
         blobs_mounted=outcomes.count("mounted"),
         blobs_skipped=outcomes.count("exists"),
         bytes_sent=sum(p.bytes_sent for p in pushed.values()),
+        tags=tuple(tags),
     )
     if reporter is not None:
         reporter.line(

@@ -1,4 +1,5 @@
-"""``deliver promote``, ``rollback``, ``hold release`` and ``verify-release`` as plain functions.
+"""``deliver promote``, ``import-images``, ``rollback``, ``hold release`` and ``verify-release`` as plain
+functions.
 
 Each one reads git, decides through the gates (pure), changes registries only by adding, and
 lands as exactly one commit (with its ledger entry) or not at all. With ``--push``, a push that
@@ -19,6 +20,7 @@ from delivery.config import EnvConfig, load_env
 from delivery.core import git
 from delivery.core.console import ProgressReporter
 from delivery.core.errors import DeliveryError, UsageError
+from delivery.gitops import PINS_FILE, load_pins
 from delivery.promotion.copy import CopyReport
 from delivery.promotion.gates import Decision, GateInput, freeze, hold
 from delivery.promotion.steps import (
@@ -127,11 +129,10 @@ def _moves(resolved: Resolved) -> dict[str, tuple[Artifact, Artifact]]:
 def _trailers(
     kind: str, env: str, source: str | None, changes: dict[str, Change], entry: Entry
 ) -> list[tuple[str, str]]:
-    trailers = (
-        [("Promoted-From", source or env), ("Promoted-To", env)]
-        if kind == "promote"
-        else [("Rolled-Back", env)]
-    )
+    trailers = {
+        "promote": [("Promoted-From", source or env), ("Promoted-To", env)],
+        "import": [("Imported-Into", env)],
+    }.get(kind, [("Rolled-Back", env)])
     trailers += [("Artifact", f"{k}@{c.new.rpartition('@')[2]}") for k, c in sorted(changes.items())]
     trailers.append(("Ledger-Id", entry.id))
     return trailers
@@ -207,6 +208,78 @@ def promote(
         subject = f"Promote {resolved.upstream.name} -> {to}: "
         outcome.commit = _land(top, resolved.target, release, entry, subject, review)
         outcome.ledger_id, outcome.review_branch = entry.id, review
+        return outcome
+
+    return _with_push(top, branch, base, do_push, once)
+
+
+def _import_moves(repo: Path, cfg: EnvConfig, only: Sequence[str]) -> dict[str, tuple[Artifact, Artifact]]:
+    """Pinned image -> (as pinned upstream, the same digest in the env's registry), for those the env's
+    release does not hold at that digest yet."""
+    pins = load_pins(repo)
+    unknown = sorted(set(only) - set(pins.images))
+    if unknown:
+        raise UsageError(
+            f"--only names {', '.join(unknown)}, not an image of {PINS_FILE}",
+            where="--only",
+            fix=f"name images of {PINS_FILE}: {', '.join(sorted(pins.images))}",
+        )
+    current = read_release(repo, cfg.name) or Release(env=cfg.name)
+    moves = {}
+    for name in sorted(only or pins.images):
+        pinned = Artifact(kind="image", ref=pins.image(name))
+        dest = target_artifact(cfg, pinned)
+        if current.artifacts.get(name) != dest:
+            moves[name] = (pinned, dest)
+    return moves
+
+
+def import_images(
+    repo: Path,
+    env: str,
+    *,
+    now: datetime,
+    credentials_for: CredentialsFor,
+    only: Sequence[str] = (),
+    dry_run: bool = False,
+    do_push: bool = False,
+    reporter: ProgressReporter | None = None,
+) -> Outcome:
+    """Copy the images pinned in clusters/pins.yaml into entry env ``env``'s own registry by digest
+    (each with its protected tag), record them in its release and land one commit.
+
+    An entry environment then pulls every image from its own registry, as promoted ones do: GKE image
+    streaming serves only Artifact Registry images, and an upstream registry's outage or rate limit
+    no longer reaches a cold start. Downstream environments promote them from there."""
+    cfg = load_env(repo, env)
+    if cfg.promotion.source is not None:
+        raise UsageError(
+            f"{env} is promoted from {cfg.promotion.source}: its images arrive by promotion, not by import",
+            where=f"environments/{env}/config.yaml: promotion.from",
+            fix=f"deliver promote --to {env}",
+        )
+    if dry_run:
+        moves = _import_moves(repo, cfg, only)
+        current = read_release(repo, env) or Release(env=env)
+        changes = {n: Change(current.artifacts[n].ref if n in current.artifacts else None, d.ref)
+                   for n, (_s, d) in moves.items()}  # fmt: skip
+        return Outcome("import", env, None, [], changes, dry_run=True)
+    top, branch, base = _landing(repo, "deliver import-images")
+
+    def once() -> Outcome:
+        target = load_env(top, env)
+        moves = _import_moves(top, target, only)
+        current = read_release(top, env) or Release(env=env)
+        changes = {n: Change(current.artifacts[n].ref if n in current.artifacts else None, d.ref)
+                   for n, (_s, d) in moves.items()}  # fmt: skip
+        outcome = Outcome("import", env, None, [], changes)
+        if not moves:
+            return outcome  # every pinned image is in the env's registry at its digest already
+        outcome.copies = copy(moves, credentials_for, reporter)
+        release = current.with_artifacts({name: dest for name, (_src, dest) in moves.items()})
+        entry = ledger_entry(top, kind="import", env=env, now=now, actor=git.author(top), changes=changes)
+        outcome.commit = _land(top, target, release, entry, f"Import into {env}: ", "")
+        outcome.ledger_id = entry.id
         return outcome
 
     return _with_push(top, branch, base, do_push, once)

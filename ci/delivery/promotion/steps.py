@@ -29,7 +29,17 @@ from delivery.oci.auth import Credentials
 from delivery.oci.reference import ImageRef
 from delivery.promotion.copy import CopyReport, copy_image
 from delivery.promotion.gates import Decision, GateInput, evaluate
-from delivery.release import Artifact, Change, Entry, Release, append, new_id, read_ledger, read_release
+from delivery.release import (
+    Artifact,
+    Change,
+    Entry,
+    Release,
+    append,
+    new_id,
+    protected_tag,
+    read_ledger,
+    read_release,
+)
 from delivery.release.ledger import DEPLOYING, ledger_path
 from delivery.release.model import release_path, render, write_release
 from delivery.schemas.bundle import ensure_bundle
@@ -60,8 +70,11 @@ def upstream_artifacts(repo: Path, upstream: EnvConfig) -> dict[str, Artifact]:
     release = read_release(repo, upstream.name)
     artifacts = dict(release.artifacts) if release else {}
     if upstream.promotion.source is None:
+        # its images are what it deploys: an import at the pinned digest, else the pin; an import
+        # of an older pin, or of an image no longer pinned, is not what runs there
+        artifacts = {n: a for n, a in artifacts.items() if a.kind != "image"}
         for name, ref in deployed_images(repo, upstream, load_pins(repo)).items():
-            artifacts.setdefault(name, Artifact(kind="image", ref=ref))
+            artifacts[name] = Artifact(kind="image", ref=ref)
     elif release is None:
         raise UsageError(
             f"upstream environment {upstream.name!r} has no release yet",
@@ -228,6 +241,7 @@ def copy(
                 source_credentials=credentials_for(src.registry),
                 target_credentials=credentials_for(dst.registry),
                 reporter=reporter,
+                tags=[protected_tag(dest.digest)],  # what the release deploys: kept by registry cleanup
             )
         )
     return reports

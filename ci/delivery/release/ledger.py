@@ -4,7 +4,7 @@ One JSON object per line (sorted keys, compact), never rewritten, unbounded. Two
 append at once on different clones merge cleanly: ``.gitattributes`` gives the file git's ``union``
 merge, so both lines are kept; readers order entries by time (equal times in file order).
 
-An entry: ``id``, ``time`` (UTC), ``actor``, ``kind`` (publish, promote, rollback, verify, hold,
+An entry: ``id``, ``time`` (UTC), ``actor``, ``kind`` (publish, import, promote, rollback, verify, hold,
 release-hold), ``env``, ``from`` (the upstream env, for promote), ``artifacts`` (name -> old and new
 reference), ``gates`` (every gate's decision), ``upstreamCommit``, ``note`` (evidence, a reason, the
 break-glass reason) and, for a rollback, ``restores`` (the entry whose release it brought back).
@@ -27,10 +27,10 @@ from delivery.core.paths import inside_repo
 LEDGER_NAME = "ledger.jsonl"
 MAX_LEDGER_BYTES = 64 << 20  # far above years of entries; a larger file is refused, not read
 MAX_LINE_BYTES = 1 << 20
-Kind = Literal["publish", "promote", "rollback", "verify", "hold", "release-hold"]
-KINDS: tuple[str, ...] = ("publish", "promote", "rollback", "verify", "hold", "release-hold")
+Kind = Literal["publish", "import", "promote", "rollback", "verify", "hold", "release-hold"]
+KINDS: tuple[str, ...] = ("publish", "import", "promote", "rollback", "verify", "hold", "release-hold")
 # kinds that change what an environment runs
-DEPLOYING: tuple[str, ...] = ("publish", "promote", "rollback")
+DEPLOYING: tuple[str, ...] = ("publish", "import", "promote", "rollback")
 
 
 def ledger_path(repo: Path, env: str) -> Path:

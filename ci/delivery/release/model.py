@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from delivery.config import PROTECTED_TAG_PREFIX
 from delivery.core import yamlio
 from delivery.core.documents import Strict, load_typed
 from delivery.core.fsutil import atomic_write_text
@@ -70,6 +71,16 @@ class Release(Strict):
 def short_digest(ref: str | None) -> str:
     """The first 12 hex digits of a reference's digest ("" for none): how tables and branches show it."""
     return ref.rpartition("@sha256:")[2][:12] if ref and "@sha256:" in ref else ""
+
+
+def protected_tag(digest: str) -> str:
+    """The tag that keeps an image a release deploys (or could roll back to) safe from registry
+    cleanup: ``release-sha256-<hex>``. Derived from the digest, so it never moves to another image;
+    publish and promotion put it on every image they record, the cleanup policies keep the prefix."""
+    algorithm, _, hexdigest = digest.partition(":")
+    if not (algorithm and hexdigest):
+        raise ValueError(f"not a digest: {digest!r}")
+    return f"{PROTECTED_TAG_PREFIX}{algorithm}-{hexdigest}"
 
 
 def release_path(repo: Path, env: str) -> Path:

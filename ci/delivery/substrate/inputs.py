@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from delivery.config import EnvConfig
+from delivery.config import PROTECTED_TAG_PREFIX, EnvConfig
 from delivery.core.errors import ConfigError
 
 TOFU_DIR = "tofu"
@@ -101,6 +101,22 @@ INPUTS: tuple[Input, ...] = (
     Input("gpu_max_nodes", "gpu.maxNodes", lambda c: c.gpu.max_nodes),
     Input("gpu_spot", "gpu.spot", lambda c: c.gpu.spot),
     Input("gpu_image_streaming", "gpu.imageStreaming", lambda c: c.gpu.image_streaming),
+    Input(
+        "registry_cleanup",
+        "registryCleanup",
+        lambda c: {
+            "dry_run": c.registry_cleanup.dry_run,
+            "keep_recent": c.registry_cleanup.keep_recent,
+            "delete_untagged_older_than": f"{c.registry_cleanup.delete_untagged_older_than_seconds}s",
+            "delete_tagged": None
+            if c.registry_cleanup.delete_tagged is None
+            else {
+                "older_than": f"{c.registry_cleanup.delete_tagged.older_than_seconds}s",
+                "tag_prefixes": list(c.registry_cleanup.delete_tagged.tag_prefixes),
+            },
+            "protected_tag_prefix": PROTECTED_TAG_PREFIX,
+        },
+    ),
     Input(
         "features",
         "features",

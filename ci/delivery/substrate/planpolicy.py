@@ -7,7 +7,9 @@ through variables, locals and expressions. Both hold the same platform rules:
 - a GPU node pool scales to zero (minimum 0, no initial or fixed nodes), carries the
   ``nvidia.com/gpu`` NO_SCHEDULE taint and lets GKE install the driver (DEFAULT or LATEST);
 - a cluster has Workload Identity, Dataplane V2, private nodes and no control plane open to all;
-- every node pool has Secure Boot and integrity monitoring.
+- every node pool has Secure Boot and integrity monitoring;
+- a registry's cleanup never deletes a release: with any DELETE policy there is a KEEP of the
+  protected tag prefix (``config.PROTECTED_TAG_PREFIX``), and no DELETE policy can match such a tag.
 Deleted resources are the apply gate's business (``runner.gate``), not this policy's.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from delivery.config import PROTECTED_TAG_PREFIX
 from delivery.core.errors import Location, Problem
 from delivery.substrate.policy import (
     DRIVER_VERSIONS,
@@ -101,6 +104,39 @@ def _shielded(values: dict[str, Any]) -> list[str]:
     ]
 
 
+def _overlaps_protected(prefix: str) -> bool:
+    return prefix.startswith(PROTECTED_TAG_PREFIX) or PROTECTED_TAG_PREFIX.startswith(prefix)
+
+
+def _registry_cleanup(values: dict[str, Any]) -> list[str]:
+    found = []
+    policies = _blocks(values.get("cleanup_policies"))
+    keeps_releases = any(
+        p.get("action") == "KEEP"
+        and _first(p.get("condition")).get("tag_state") in ("TAGGED", "ANY")
+        and PROTECTED_TAG_PREFIX in (_first(p.get("condition")).get("tag_prefixes") or [])
+        for p in policies
+    )
+    deletes = [p for p in policies if p.get("action") == "DELETE"]
+    if deletes and not keeps_releases:
+        found.append(f"registry cleanup deletes versions but does not KEEP the {PROTECTED_TAG_PREFIX}* tags")
+    for p in deletes:
+        condition = _first(p.get("condition"))
+        state, prefixes = condition.get("tag_state"), condition.get("tag_prefixes") or []
+        if state == "UNTAGGED":
+            continue
+        if state not in ("TAGGED", "UNTAGGED") or not prefixes:
+            name = p.get("id")
+            found.append(f"registry cleanup policy {name!r} deletes tagged versions of any tag ({state})")
+        for prefix in prefixes:
+            if _overlaps_protected(prefix):
+                found.append(
+                    f"registry cleanup policy {p.get('id')!r} deletes tags {prefix}*, "
+                    f"which can be {PROTECTED_TAG_PREFIX}* (a release)"
+                )
+    return found
+
+
 def check(plan_json: dict[str, Any], where: str) -> list[Problem]:
     """Every rule over the plan's created and updated resources; ``where`` names the plan."""
     found: list[Problem] = []
@@ -117,5 +153,7 @@ def check(plan_json: dict[str, Any], where: str) -> list[Problem]:
             messages += _shielded(values)
         if type_ == "google_container_cluster":
             messages += _cluster(values)
+        if type_ == "google_artifact_registry_repository":
+            messages += _registry_cleanup(values)
         found += [Problem(Location(where, key=address), f"planned: {m}", fix) for m in messages]
     return found

@@ -28,6 +28,7 @@ module "gke" {
   registry_location   = var.registry_location
   registry_project    = var.registry_project
   registry_repository = var.registry_repository
+  registry_cleanup    = var.registry_cleanup
   gpu_type            = var.gpu_type
   gpu_machine_type    = var.gpu_machine_type
   gpu_per_node        = var.gpu_per_node

@@ -57,6 +57,19 @@ variable "gpu_spot" {
   type = bool
 }
 
+variable "registry_cleanup" {
+  type = object({
+    dry_run                    = bool
+    keep_recent                = number
+    delete_untagged_older_than = string
+    delete_tagged = object({
+      older_than   = string
+      tag_prefixes = list(string)
+    })
+    protected_tag_prefix = string
+  })
+}
+
 variable "gpu_image_streaming" {
   type = bool
 }

@@ -104,6 +104,39 @@ variable "gpu_spot" {
   type        = bool
 }
 
+variable "registry_cleanup" {
+  description = "Cleanup policies of the modelcar repository (registryCleanup); versions tagged protected_tag_prefix* are always kept."
+  type = object({
+    dry_run                    = bool
+    keep_recent                = number
+    delete_untagged_older_than = string
+    delete_tagged = object({
+      older_than   = string
+      tag_prefixes = list(string)
+    })
+    protected_tag_prefix = string
+  })
+  validation {
+    condition     = var.registry_cleanup.keep_recent >= 1
+    error_message = "registry_cleanup.keep_recent must be at least 1."
+  }
+  validation {
+    condition     = can(regex("^[0-9]+s$", var.registry_cleanup.delete_untagged_older_than)) ? tonumber(trimsuffix(var.registry_cleanup.delete_untagged_older_than, "s")) >= 86400 : false
+    error_message = "registry_cleanup.delete_untagged_older_than must be seconds (\"2592000s\") of at least a day: an image is untagged between its push and its tag."
+  }
+  validation {
+    condition     = length(var.registry_cleanup.protected_tag_prefix) > 0
+    error_message = "registry_cleanup.protected_tag_prefix must not be empty: it marks what a release deploys or could roll back to."
+  }
+  validation {
+    condition = var.registry_cleanup.delete_tagged == null ? true : length(var.registry_cleanup.delete_tagged.tag_prefixes) > 0 && alltrue([
+      for p in var.registry_cleanup.delete_tagged.tag_prefixes :
+      !startswith(p, var.registry_cleanup.protected_tag_prefix) && !startswith(var.registry_cleanup.protected_tag_prefix, p)
+    ])
+    error_message = "registry_cleanup.delete_tagged.tag_prefixes must be non-empty and none may match a protected tag (protected_tag_prefix)."
+  }
+}
+
 variable "gpu_image_streaming" {
   description = "GKE image streaming on the GPU pool: pods start before their image is fully pulled (gpu.imageStreaming)."
   type        = bool

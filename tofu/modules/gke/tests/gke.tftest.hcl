@@ -128,6 +128,86 @@ run "planned_values" {
     condition     = google_service_account_iam_member.eso_workload_identity.role == "roles/iam.workloadIdentityUser"
     error_message = "the ESO binding must grant roles/iam.workloadIdentityUser"
   }
+
+  # Registry cleanup: releases (protected tags) and the most recent versions kept, old untagged deleted.
+  # (terraform evaluates both sides of && and leaves unset blocks null: every read goes through try.)
+  assert {
+    condition     = google_artifact_registry_repository.modelcars.cleanup_policy_dry_run == var.registry_cleanup.dry_run
+    error_message = "cleanup dry-run must follow registryCleanup.dryRun"
+  }
+  assert {
+    condition = [
+      for p in google_artifact_registry_repository.modelcars.cleanup_policies : p.action
+      if p.id == "keep-releases" && try(one(p.condition).tag_state, "") == "TAGGED" &&
+      toset(flatten([for x in [try(one(p.condition).tag_prefixes, null)] : x if x != null])) == toset([var.registry_cleanup.protected_tag_prefix])
+    ] == ["KEEP"]
+    error_message = "the repository must KEEP every version tagged with the protected prefix"
+  }
+  assert {
+    condition = [
+      for p in google_artifact_registry_repository.modelcars.cleanup_policies : try(one(p.most_recent_versions).keep_count, -1)
+      if p.id == "keep-recent" && p.action == "KEEP"
+    ] == [var.registry_cleanup.keep_recent]
+    error_message = "the repository must KEEP the registryCleanup.keepRecent most recent versions"
+  }
+  assert {
+    condition = alltrue([
+      for p in google_artifact_registry_repository.modelcars.cleanup_policies :
+      try(one(p.condition).tag_state, "") == "UNTAGGED" || (
+        try(one(p.condition).tag_state, "") == "TAGGED" && length(flatten([for x in [try(one(p.condition).tag_prefixes, null)] : x if x != null])) > 0 &&
+        alltrue([for t in flatten([for x in [try(one(p.condition).tag_prefixes, null)] : x if x != null]) : !startswith(t, var.registry_cleanup.protected_tag_prefix)])
+      )
+      if p.action == "DELETE"
+    ])
+    error_message = "a DELETE policy may match only untagged versions or tags outside the protected prefix"
+  }
+  assert {
+    condition = [
+      for p in google_artifact_registry_repository.modelcars.cleanup_policies : try(one(p.condition).older_than, "")
+      if p.id == "delete-untagged" && p.action == "DELETE" && try(one(p.condition).tag_state, "") == "UNTAGGED"
+    ] == [var.registry_cleanup.delete_untagged_older_than]
+    error_message = "untagged versions older than registryCleanup.deleteUntaggedOlderThan must be deleted"
+  }
+}
+
+run "cleanup_of_tagged_builds" {
+  command = plan
+  variables {
+    registry_cleanup = {
+      dry_run                    = false
+      keep_recent                = 3
+      delete_untagged_older_than = "86400s"
+      delete_tagged              = { older_than = "7776000s", tag_prefixes = ["build-"] }
+      protected_tag_prefix       = "release-"
+    }
+  }
+
+  assert {
+    condition = [
+      for p in google_artifact_registry_repository.modelcars.cleanup_policies : join(",", sort(flatten([for x in [try(one(p.condition).tag_prefixes, null)] : x if x != null])))
+      if p.id == "delete-tagged" && p.action == "DELETE"
+    ] == ["build-"]
+    error_message = "registryCleanup.deleteTagged must add a DELETE policy for exactly its tag prefixes"
+  }
+  assert {
+    condition     = length(google_artifact_registry_repository.modelcars.cleanup_policies) == 4
+    error_message = "keep-releases, keep-recent, delete-untagged and delete-tagged: four policies"
+  }
+}
+
+# A cleanup that could delete a protected tag, or untagged versions younger than a day, is refused.
+run "refuses_a_cleanup_of_protected_tags" {
+  command = plan
+  variables {
+    registry_cleanup = {
+      dry_run                    = false
+      keep_recent                = 0
+      delete_untagged_older_than = "60s"
+      delete_tagged              = { older_than = "86400s", tag_prefixes = ["rel"] }
+      protected_tag_prefix       = "release-"
+    }
+  }
+  expect_failures = [var.registry_cleanup]
 }
 
 run "image_streaming_off" {
