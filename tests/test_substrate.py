@@ -29,7 +29,7 @@ import pytest
 from conftest import IN_CI, REPO, Result
 from delivery.core import yamlio
 from delivery.core.errors import ToolError
-from delivery.substrate import inputs, mirror, runner
+from delivery.substrate import destroy, inputs, mirror, runner
 from delivery.substrate.tool import Tool, identify, installed
 from delivery.substrate.tool import find_tool as find_substrate_tool
 
@@ -700,3 +700,108 @@ def test_approve_all_deletes_is_only_for_destroy_plans(deliver: Deliver, repo: P
     assert "fix: name each address" in result.err and "terraform_data.demos[0]" in state_addresses(repo)
     offline = plan(deliver, repo, binary, "dev", "--destroy", "--offline")
     assert offline.code == 2 and "--destroy and --offline do not go together" in offline.err
+
+
+SECRETS_ALL = [
+    "terraform_data.apis",
+    "terraform_data.cluster",
+    "terraform_data.secret",
+    "terraform_data.secret_reader",
+]
+
+
+def test_a_destroy_plan_keeps_the_secret_declarations_and_what_they_need_unless_asked(
+    deliver: Deliver, repo: Path, binary: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The stand-in for google_secret_manager_secret (which needs GCP to exist): terraform_data.secret.
+    monkeypatch.setattr(
+        destroy, "is_secret_declaration", lambda address, _type: address == "terraform_data.secret"
+    )
+    use_root(repo, "dev", "secrets")
+    plan_and_apply(deliver, repo, binary)
+    assert state_addresses(repo) == SECRETS_ALL
+    result = plan(deliver, repo, binary, "dev", "--destroy")
+    assert result.code == 0, result.err
+    assert "keeping 2 secret declaration(s) and what they need" in result.err
+    assert "kept: 2 secret declaration(s)" in result.out
+    out = repo / "out" / "tofu" / "dev.destroy"
+    binding = json.loads((out / "plan.json").read_text())
+    # the secret and the API it needs stay; its reader (which depends on it) and the cluster go
+    assert binding["kept"] == ["terraform_data.apis", "terraform_data.secret"]
+    assert binding["summary"]["deletes"] == ["terraform_data.cluster", "terraform_data.secret_reader"]
+    plan_file = str(out / "plan.tfplan")
+    done = deliver(
+        "apply", "--env", "dev", "--binary", binary, "--plan", plan_file, "--approve-all-deletes", repo=repo
+    )
+    assert done.code == 0, done.err
+    assert state_addresses(repo) == ["terraform_data.apis", "terraform_data.secret"]
+
+    # only secrets left: a destroy plan says so, and --destroy-secrets destroys them too
+    nothing = plan(deliver, repo, binary, "dev", "--destroy")
+    assert nothing.code == 2 and "nothing to destroy in dev but its secret declarations (2)" in nothing.err
+    assert "--destroy-secrets" in nothing.err
+    everything = plan(deliver, repo, binary, "dev", "--destroy", "--destroy-secrets")
+    assert everything.code == 0, everything.err
+    binding = json.loads((out / "plan.json").read_text())
+    assert binding["kept"] == [] and binding["summary"]["deletes"] == [
+        "terraform_data.apis",
+        "terraform_data.secret",
+    ]
+    wrong = plan(deliver, repo, binary, "dev", "--destroy-secrets")
+    assert wrong.code == 2 and "--destroy-secrets is only for a destroy plan" in wrong.err
+
+
+READER = 'google_secret_manager_secret_iam_member.eso_read["key"]'
+
+
+def test_the_destroy_scope_is_closed_under_dependencies() -> None:
+    state = {
+        "values": {
+            "root_module": {
+                "child_modules": [
+                    {
+                        "resources": [
+                            {
+                                "address": 'module.gke.google_project_service.cluster["iam"]',
+                                "type": "google_project_service",
+                            },
+                            {
+                                "address": 'module.gke.google_project_service.cluster["secretmanager"]',
+                                "type": "google_project_service",
+                            },
+                            {
+                                "address": 'module.gke.google_secret_manager_secret.this["key"]',
+                                "type": "google_secret_manager_secret",
+                                "depends_on": ["module.gke.google_project_service.cluster"],
+                            },
+                            {
+                                "address": f"module.gke.{READER}",
+                                "type": "google_secret_manager_secret_iam_member",
+                                "depends_on": ["module.gke.google_secret_manager_secret.this"],
+                            },
+                            {
+                                "address": "module.gke.google_container_cluster.this",
+                                "type": "google_container_cluster",
+                            },
+                            {
+                                "address": "module.gke.data.google_client_config.this",
+                                "type": "x",
+                                "mode": "data",
+                            },
+                        ]
+                    }
+                ]
+            }
+        }
+    }
+    found = destroy.scope(destroy.state_resources(state))
+    assert found.kept == (
+        'module.gke.google_project_service.cluster["iam"]',
+        'module.gke.google_project_service.cluster["secretmanager"]',
+        'module.gke.google_secret_manager_secret.this["key"]',
+    )
+    assert found.targets == (
+        "module.gke.google_container_cluster.this",
+        f"module.gke.{READER}",
+    )
+    assert destroy.scope(destroy.state_resources(state), lambda _a, _t: False) == destroy.DestroyScope((), ())

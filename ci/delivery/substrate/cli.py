@@ -57,8 +57,14 @@ OFFLINE_BANNER = (
 @click.option(
     "--destroy",
     is_flag=True,
-    help="Plan the destruction of everything in ENV's state (saved in out/tofu/ENV.destroy); "
-    "apply needs every address approved.",
+    help="Plan the destruction of everything in ENV's state but its secret declarations and what "
+    "they need (saved in out/tofu/ENV.destroy); apply needs every address approved.",
+)
+@click.option(
+    "--destroy-secrets",
+    is_flag=True,
+    help="With --destroy: destroy the Secret Manager secrets too (their values, written "
+    "out-of-band, go with them).",
 )
 @mirror_option
 @binary_option
@@ -70,6 +76,7 @@ def plan_cmd(
     out_dir: Path | None,
     offline: bool,
     destroy: bool,
+    destroy_secrets: bool,
     provider_mirror: Path | None,
     binary: str | None,
     as_json: bool,
@@ -82,7 +89,16 @@ def plan_cmd(
     if offline:
         click.echo(OFFLINE_BANNER, err=True)  # also with --json (whose document says "offline": true)
     with console.ProgressReporter(quiet=as_json) as reporter:
-        outcome = runner.plan(repo, env, tool, out_dir=out_dir, reporter=reporter, mode=mode, destroy=destroy)
+        outcome = runner.plan(
+            repo,
+            env,
+            tool,
+            out_dir=out_dir,
+            reporter=reporter,
+            mode=mode,
+            destroy=destroy,
+            destroy_secrets=destroy_secrets,
+        )
     if as_json:
         console.print_json({"ok": True, **outcome.as_dict()})
         return
@@ -96,6 +112,11 @@ def plan_cmd(
     command = f"deliver apply --env {env} --plan {outcome.plan_file} {approvals}".rstrip()
     click.echo(f"review, then: {command}")
     if destroy:
+        kept = outcome.binding.get("kept") or []
+        if kept:
+            click.echo(
+                f"kept: {len(kept)} secret declaration(s) and what they need (--destroy-secrets: them too)"
+            )
         click.echo(f"DESTROY PLAN: it deletes {len(destructive)} resource(s) of {env}. To approve them all")
         all_of_them = f"deliver apply --env {env} --plan {outcome.plan_file} --approve-all-deletes"
         click.echo(f"at once (the list is printed before it runs): {all_of_them}")

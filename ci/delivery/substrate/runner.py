@@ -37,6 +37,7 @@ from delivery.core.console import ProgressReporter
 from delivery.core.errors import DeliveryError, Problem, ToolError, UsageError, ValidationFailed, raise_if
 from delivery.core.fsutil import atomic_directory, atomic_write_bytes, atomic_write_text
 from delivery.substrate import inputs, mirror, planpolicy, policy, scratch
+from delivery.substrate.destroy import DestroyScope, plan_scope
 from delivery.substrate.hcl import Module
 from delivery.substrate.summary import PlanSummary, gate, summarize
 from delivery.substrate.tool import Result, Tool
@@ -211,17 +212,16 @@ def validate(tool: Tool, prepared: Prepared) -> None:
         raise _failed("validate", result, "fix the root or its modules, then plan again", prepared.root_rel)
 
 
-def show_json(tool: Tool, prepared: Prepared, plan_file: Path) -> dict[str, Any]:
-    """``show -json PLAN`` parsed."""
-    result = tool.run(["show", "-json", "-no-color", str(plan_file)], prepared.cwd)
+def show_json(tool: Tool, prepared: Prepared, plan_file: Path | None) -> dict[str, Any]:
+    """``show -json PLAN`` parsed (``None``: the state, as the backend holds it)."""
+    where = str(plan_file) if plan_file else f"{prepared.root_rel} (state)"
+    result = tool.run(["show", "-json", "-no-color", *([str(plan_file)] if plan_file else [])], prepared.cwd)
     if result.code != 0:
-        raise _failed(
-            "show -json", result, "re-plan: deliver plan --env " + prepared.cfg.name, str(plan_file)
-        )
+        raise _failed("show -json", result, "re-plan: deliver plan --env " + prepared.cfg.name, where)
     try:
         data: dict[str, Any] = json.loads(result.stdout)
     except json.JSONDecodeError as err:
-        raise ToolError(f"`show -json` printed no JSON ({err.msg})", where=str(plan_file)) from None
+        raise ToolError(f"`show -json` printed no JSON ({err.msg})", where=where) from None
     return data
 
 
@@ -280,10 +280,14 @@ def plan(
     reporter: ProgressReporter,
     mode: Mode = Mode(),
     destroy: bool = False,
+    destroy_secrets: bool = False,
 ) -> PlanOutcome:
     """Check, init and plan ``env``; save plan + inputs + plan.json into ``out_dir`` atomically.
 
-    ``destroy`` plans the destruction of everything in the state (``plan -destroy``)."""
+    ``destroy`` plans the destruction of everything in the state (``plan -destroy``) but the secret
+    declarations and what they need (``destroy_scope``), unless ``destroy_secrets``."""
+    if destroy_secrets and not destroy:
+        raise UsageError("--destroy-secrets is only for a destroy plan", fix="add --destroy, or drop it")
     if destroy and mode.offline:
         raise UsageError(
             "--destroy and --offline do not go together: an offline plan starts from an empty state",
@@ -312,7 +316,10 @@ def plan(
         reporter.line(f"init: ok ({tool.label}, backend {backend}{source})")
         validate(tool, work)
         reporter.line("validate: ok")
-        return plan_in(tool, work, mode, out_dir, reporter, destroy=destroy)
+        scope = None
+        if destroy and not destroy_secrets:  # secret declarations (and what they need) stay
+            scope = plan_scope(show_json(tool, work, None), env, work.root_rel, reporter)
+        return plan_in(tool, work, mode, out_dir, reporter, destroy=destroy, scope=scope)
 
 
 def plan_in(
@@ -323,9 +330,11 @@ def plan_in(
     reporter: ProgressReporter,
     *,
     destroy: bool = False,
+    scope: DestroyScope | None = None,
 ) -> PlanOutcome:
     """``plan -out`` in an initialised ``prepared.cwd``, ``show -json``, plan policy, and the saved
-    plan directory (``plan`` runs the HCL policy, fmt, init and validate first)."""
+    plan directory (``plan`` runs the HCL policy, fmt, init and validate first); a destroy plan
+    targets ``scope.targets`` when it keeps something."""
     env, repo = prepared.cfg.name, prepared.repo
     offline = ["-refresh=false", "-lock=false"] if mode.offline else ["-lock-timeout=5m"]
     with atomic_directory(out_dir, mode=0o700) as tmp:  # a plan holds config and values
@@ -338,6 +347,7 @@ def plan_in(
                 "-no-color",
                 *offline,
                 *(["-destroy"] if destroy else []),
+                *(f"-target={t}" for t in (scope.targets if scope else ())),
                 "-detailed-exitcode",
                 f"-var-file={vars_file}",
                 f"-out={plan_file}",
@@ -367,6 +377,7 @@ def plan_in(
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "offline": mode.offline,
             "destroy": destroy,
+            "kept": list(scope.kept) if scope else [],
             "provider_mirror": str(mode.mirror.path) if mode.mirror else None,
             "summary": summary.as_dict(),
         }
