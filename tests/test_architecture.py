@@ -28,10 +28,21 @@ ALLOWED: dict[str, set[str]] = {
     "validation": {"core", "config", "gitops", "schemas", "substrate"},
     "promotion": {"core", "config", "oci", "release", "gitops", "schemas", "validation"},
     "demo": {"core", "config", "oci", "release", "modelcar", "gitops", "schemas", "validation", "promotion"},
+    "fork": {"core", "config", "gitops", "schemas", "substrate", "validation"},
     "cli": {"core"},
 }
 # Step packages: each has a cli.py with its commands; library packages (core, oci, release) have none.
-STEP_PACKAGES = {"config", "schemas", "substrate", "modelcar", "gitops", "validation", "promotion", "demo"}
+STEP_PACKAGES = {
+    "config",
+    "schemas",
+    "substrate",
+    "modelcar",
+    "gitops",
+    "validation",
+    "promotion",
+    "demo",
+    "fork",
+}
 MAX_LINES = 600
 
 

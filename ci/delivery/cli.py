@@ -38,6 +38,7 @@ COMMANDS = {
     "status": "delivery.promotion.cli:status_cmd",
     "history": "delivery.promotion.cli:history_cmd",
     "demo": "delivery.demo.cli:demo_cmd",
+    "fork-init": "delivery.fork.cli:fork_init_cmd",
 }
 
 

@@ -4,6 +4,7 @@
 - ``load_all_file``: every document of a multi-document file (manifests).
 - ``dump`` / ``dump_all``: deterministic block-style output (insertion order kept, no aliases).
 - ``set_path``: a comment- and format-preserving edit of one key in a file (fails if the key is missing).
+- ``edit_text``: the same edit of several keys of a document's text, in memory (nothing written).
 
 Hostile input is refused before it can exhaust memory or time, each as one ConfigError (exit 2) naming
 the file (and line) with a fix: a file over ``MAX_FILE_BYTES`` (1 MiB: configs, specs, pins, releases)
@@ -412,3 +413,50 @@ def set_path(path: Path, keypath: KeyPath, value: Any) -> bool:
     _rt().dump(data, buf)
     atomic_write_text(path, buf.getvalue())
     return True
+
+
+def edit_text(text: str, edits: Sequence[tuple[KeyPath, Any]], shown: str) -> str:
+    """``text`` with each ``(keypath, value)`` of ``edits`` set, keeping comments, quotes and layout.
+
+    Nothing is written: the caller decides when (and with what else) the result lands. A value keeps
+    the quote style of the one it replaces. Every key must exist (a ConfigError names the missing one,
+    at ``shown``): edits never invent structure. Only the lines of the edited keys may change; if the
+    writer would touch any other line, that is a ConfigError too, so an edit never reformats a file.
+    """
+    try:
+        _refuse_aliases(text, shown)
+        data = _rt().load(text)
+    except YAMLError as err:
+        raise _yaml_error(Path(shown), err) from None
+    lines: set[int] = set()
+    for keypath, value in edits:
+        node = data
+        for i, key in enumerate(keypath):
+            parent = node
+            try:
+                node = node[key]
+            except (KeyError, IndexError, TypeError):
+                where = ".".join(str(k) for k in keypath[: i + 1])
+                raise ConfigError(
+                    f"key {where!r} not found", where=shown, fix=f"add {where} to the file first"
+                ) from None
+        if node == value:
+            continue
+        style = type(node)
+        parent[keypath[-1]] = style(value) if isinstance(node, str) and style is not str else value
+        line = line_of(data, keypath)
+        if line is not None:
+            lines.add(line)
+    buf = io.StringIO()
+    _rt().dump(data, buf)
+    result = buf.getvalue()
+    before, after = text.splitlines(), result.splitlines()
+    touched = {n for n, (a, b) in enumerate(zip(before, after, strict=False), 1) if a != b}
+    if len(before) != len(after) or not touched <= lines:
+        raise ConfigError(
+            "editing these keys would change other lines of the file (its layout is not one the "
+            "YAML writer keeps)",
+            where=shown,
+            fix="set the keys by hand, or restore the file's usual layout (2-space indents, one key a line)",
+        )
+    return result

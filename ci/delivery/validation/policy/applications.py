@@ -34,6 +34,14 @@ def _render_fix(ctx: EnvContext) -> str:
     return f"deliver layers render --env {ctx.cfg.name} --write"
 
 
+def _regenerate(ctx: EnvContext, m: Manifest) -> str:
+    """The command that writes the file holding ``m``: its root's (``deliver root``) or the layers'."""
+    if m.path.parent.name != ctx.cfg.name or not m.path.stem.startswith("root"):
+        return _render_fix(ctx)
+    profile = m.path.stem.removeprefix("root").removeprefix("-")
+    return f"deliver root --env {ctx.cfg.name}{f' --profile {profile}' if profile else ''} --write"
+
+
 def _is_own(ctx: EnvContext, src: dict[str, Any]) -> bool:
     """A source of the platform repo itself (by URL, or by a path into clusters/)."""
     url = str(src.get("repoURL") or "")
@@ -140,7 +148,8 @@ def repo_branch(m: Manifest, ctx: EnvContext) -> list[Finding]:
                     "repo-branch",
                     f"the platform repo source uses repoURL {url!r}, but {cfg.path} says "
                     f"repoURL {cfg.repo_url!r}",
-                    f"set repoURL: {cfg.repo_url} ({_render_fix(ctx)} renders it)",
+                    f"run: {_regenerate(ctx, m)} (the file is generated: it renders repoURL "
+                    f"{cfg.repo_url} from {cfg.path})",
                     (*path, "repoURL"),
                 )
             )
@@ -162,7 +171,7 @@ def repo_branch(m: Manifest, ctx: EnvContext) -> list[Finding]:
                     m,
                     "repo-branch",
                     f"source path {src_path!r} is outside this environment ({mine})",
-                    f"point it at {mine}layers/… ({_render_fix(ctx)} renders this env's sources)",
+                    f"point it at {mine}layers/… ({_regenerate(ctx, m)} renders this env's sources)",
                     (*path, "path"),
                 )
             )
