@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from delivery import config as envconfig
 from delivery.core import git, yamlio
 from delivery.core.console import ProgressReporter
 from delivery.core.errors import DeliveryError
@@ -27,8 +26,6 @@ from delivery.oci import ImageRef, RegistryClient
 from delivery.oci.auth import ANONYMOUS, Credentials
 from delivery.promotion.promote import Outcome, promote
 from delivery.promotion.report import Cell, status
-from delivery.schemas import ensure_bundle
-from delivery.schemas.sources import BUNDLE_FILE, default_cache_dir
 
 DEMO_NAME = "deliver demo"
 DEMO_EMAIL = "demo@deliver.invalid"
@@ -65,20 +62,6 @@ def point_scratch(scratch: Path, dev_registry: str, staging_registry: str) -> No
     yamlio.set_path(envs / UPSTREAM / "config.yaml", ["registry"], f"{dev_registry}/modelcars")
     yamlio.set_path(envs / TARGET / "config.yaml", ["registry"], f"{staging_registry}/modelcars")
     yamlio.set_path(envs / TARGET / "config.yaml", ["promotion", "soak"], "0s")
-
-
-def share_schemas(repo: Path, scratch: Path) -> None:
-    """The hermetic schema bundle staging validates against, in the scratch repo's (ignored) cache.
-
-    Built (or found) from the platform repo offline, so the promotion's validation step needs no
-    network and no schema sources next to the scratch repo.
-    """
-    minor = envconfig.load_env(scratch, TARGET).cluster.kubernetes_version
-    bundle = ensure_bundle(repo, [minor], offline=True)
-    dest = default_cache_dir(scratch) / bundle.root.name
-    if not (dest / BUNDLE_FILE).is_file():
-        shutil.rmtree(dest, ignore_errors=True)
-        shutil.copytree(bundle.root, dest)
 
 
 def init_git(scratch: Path, remote: Path) -> None:

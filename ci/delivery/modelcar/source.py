@@ -8,6 +8,13 @@ leaves the allowed root, symlinked directories, special files, names that are no
 The HF token comes only from the environment (``HF_TOKEN``) or a secret file
 (``HF_TOKEN_FILE`` / ``--hf-token-file``); it is never printed and never read from
 huggingface_hub's own login store.
+
+A hub that cannot be reached fails at once: before huggingface_hub is asked to download, one TCP
+connect to the hub (or the proxy the environment names for it), bounded by
+``HUB_CONNECT_TIMEOUT`` and never retried, tells a name that does not resolve, a refused port or
+a host that does not answer; then only the HF cache is looked at, and when it lacks the revision
+the error names that cause and the real ways out. huggingface_hub's own calls that carry no time
+limit get ``HUB_READ_TIMEOUT`` per socket operation.
 """
 
 from __future__ import annotations
@@ -17,7 +24,9 @@ import hashlib
 import json
 import os
 import re
+import socket
 import stat
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -32,6 +41,8 @@ from delivery.modelcar.spec import ModelcarSpec
 # Never part of a model, whatever the patterns: VCS data and huggingface_hub's local_dir metadata.
 SKIPPED_DIRS = (".git", ".cache")
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+HUB_CONNECT_TIMEOUT = 10.0  # seconds for the one probe connect to the hub
+HUB_READ_TIMEOUT = 60.0  # seconds per socket operation of huggingface_hub calls without their own
 
 Downloader = Callable[..., str]
 
@@ -74,9 +85,14 @@ class ModelSource:
         return sum(f.size for f in self.files)
 
 
+def offline_vars_set() -> list[str]:
+    """The offline variables (HF_HUB_OFFLINE, TRANSFORMERS_OFFLINE) set to a true value."""
+    return [v for v in OFFLINE_VARS if os.environ.get(v, "").strip().lower() in {"1", "true", "yes", "on"}]
+
+
 def offline_requested() -> bool:
     """True when HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set to a true value."""
-    return any(os.environ.get(v, "").strip().lower() in {"1", "true", "yes", "on"} for v in OFFLINE_VARS)
+    return bool(offline_vars_set())
 
 
 def read_token(token_file: Path | None = None) -> str | None:
@@ -357,14 +373,20 @@ def huggingface_source(
     ``downloader`` defaults to ``huggingface_hub.snapshot_download``; tests pass a hub double.
     """
     cache = (cache_dir or default_hf_cache()).expanduser().resolve()
-    offline = offline_requested() if offline is None else offline
+    switches = _offline_switches(offline)
+    offline = bool(switches)
     repo_id, revision = spec.source.repo, spec.source.revision
     storage = storage_folder(cache, repo_id)
     _hub_listing(storage, revision)  # a listing cached earlier: refuse unsafe names before any download
+    unreachable = None
     if downloader is None:
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import get_session, snapshot_download
 
         downloader = snapshot_download
+        session = get_session()
+        if session.timeout.read is None:  # huggingface_hub's default: calls without a limit wait forever
+            session.timeout = (HUB_CONNECT_TIMEOUT, HUB_READ_TIMEOUT, HUB_READ_TIMEOUT, HUB_CONNECT_TIMEOUT)
+        unreachable = None if offline else probe_hub()
     try:
         snapshot = downloader(
             repo_id=repo_id,
@@ -373,10 +395,10 @@ def huggingface_source(
             allow_patterns=list(spec.include),
             ignore_patterns=list(spec.excluded),
             token=token if token else False,
-            local_files_only=offline,
+            local_files_only=offline or unreachable is not None,  # unreachable: the HF cache only
         )
     except Exception as err:  # huggingface_hub raises many types; map them to one clear error
-        raise _hub_error(err, repo_id, revision, cache, offline, token) from None
+        raise _hub_error(err, repo_id, revision, cache, switches, token, unreachable) from None
     listing = _hub_listing(storage, revision)
     if listing is not None:
         missing = sorted(p for p in listing if spec.selects(p) and not (Path(snapshot) / p).exists())
@@ -384,7 +406,7 @@ def huggingface_source(
             raise SourceError(
                 f"{len(missing)} selected file(s) missing from the cached snapshot: {', '.join(missing[:3])}",
                 where=str(snapshot),
-                fix="download again with network access (unset HF_HUB_OFFLINE)",
+                fix=f"download them again: {_refill(switches)}, or pass --source DIR",
             )
     files = scan_directory(Path(snapshot), spec, allowed_root=storage, expected=listing)
     source = _non_empty(ModelSource("huggingface", Path(snapshot), tuple(files), verified=False), spec)
@@ -392,6 +414,12 @@ def huggingface_source(
         return source
     _check_against(source, spec, listing)
     return ModelSource("huggingface", source.root, source.files, verified=True)
+
+
+def hub_endpoint() -> str:
+    """The hub's base URL as huggingface_hub reads it: ``$HF_ENDPOINT``, else https://huggingface.co."""
+    endpoint = os.environ.get("HF_ENDPOINT", "").strip().rstrip("/")
+    return endpoint or "https://huggingface.co"
 
 
 def hub_host() -> str:
@@ -408,25 +436,101 @@ def hub_host() -> str:
     return f"{parts.hostname or endpoint}{port}{path}"
 
 
+def _proxy_for(scheme: str, host: str) -> tuple[str, int] | None:
+    """The proxy the environment names for ``scheme://host`` (HTTPS_PROXY, NO_PROXY...), if any."""
+    if urllib.request.proxy_bypass(host):
+        return None
+    proxy = urllib.request.getproxies().get(scheme) or urllib.request.getproxies().get("all")
+    if not proxy:
+        return None
+    parts = urlsplit(proxy if "//" in proxy else f"//{proxy}")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
+    return (parts.hostname, port) if parts.hostname else None
+
+
+def probe_hub(timeout: float = HUB_CONNECT_TIMEOUT) -> str | None:
+    """Why the hub cannot be reached at all, or None when a TCP connection to it opens.
+
+    One connect to the hub (or to the proxy the environment names for it), never retried: a name
+    that does not resolve, a refused port, no route or no answer within ``timeout`` will not change
+    on a retry a second later. What answers the connection is left to huggingface_hub.
+    """
+    endpoint = hub_endpoint()
+    parts = urlsplit(endpoint if "//" in endpoint else f"https://{endpoint}")
+    scheme = parts.scheme or "https"
+    try:
+        host, port = parts.hostname or "", parts.port or (80 if scheme == "http" else 443)
+    except ValueError:
+        return f"$HF_ENDPOINT ({hub_host()}) has no valid port"
+    proxy = _proxy_for(scheme, host)
+    target, via = (proxy, f" (through the proxy {proxy[0]}:{proxy[1]})") if proxy else ((host, port), "")
+    try:
+        socket.getaddrinfo(target[0], target[1], type=socket.SOCK_STREAM)
+    except socket.gaierror as err:
+        return f"the host name {target[0]} does not resolve (DNS: {err.strerror or err}){via}"
+    try:
+        with socket.create_connection(target, timeout=timeout):
+            return None
+    except ConnectionRefusedError:
+        return f"{target[0]}:{target[1]} refused the connection{via}"
+    except TimeoutError:
+        return f"no answer from {target[0]}:{target[1]} within {timeout:g} s{via}"
+    except OSError as err:
+        return f"{target[0]}:{target[1]} cannot be reached ({err.strerror or err}){via}"
+
+
+def _offline_switches(offline: bool | None) -> list[str]:
+    """What makes this run offline, as the user spelled it: ``--offline`` and the variables set
+    (huggingface_hub honours those even when ``offline`` is False)."""
+    return (["--offline"] if offline else []) + [f"{v}={os.environ[v].strip()}" for v in offline_vars_set()]
+
+
+def _refill(switches: list[str]) -> str:
+    """How to fill the HF cache from the hub: with network access, without what made it offline."""
+    undo = [("without " + s) if s == "--offline" else f"with {s.split('=')[0]} unset" for s in switches]
+    return f"build once with network access to {hub_host()}" + (f" ({', '.join(undo)})" if undo else "")
+
+
+def _endpoint_hint() -> str:
+    if os.environ.get("HF_ENDPOINT", "").strip():
+        return f" (check $HF_ENDPOINT, now {hub_host()}; unset it to use huggingface.co)"
+    return " (or set $HF_ENDPOINT to a reachable mirror of the hub)"
+
+
 def _hub_error(
-    err: Exception, repo_id: str, revision: str, cache: Path, offline: bool, token: str | None
+    err: Exception,
+    repo_id: str,
+    revision: str,
+    cache: Path,
+    switches: list[str],
+    token: str | None,
+    unreachable: str | None = None,
 ) -> SourceError:
     kind = type(err).__name__
     text = redact(str(err).splitlines()[0] if str(err) else kind, token)
-    where = f"{hub_host()}/{repo_id}@{revision}"
-    if offline or kind == "OfflineModeIsEnabled":
+    host = hub_host()
+    where = f"{host}/{repo_id}@{revision}"
+    absent = f"{repo_id} at {revision} is not (completely) in the HF cache {cache}"
+    if unreachable is not None or (
+        not switches and kind in {"LocalEntryNotFoundError", "IncompleteSnapshotError"}
+    ):  # online, but the hub could not be reached (the probe says why) or did not answer
+        cause = unreachable or f"it did not answer ({kind})"
         return SourceError(
-            f"{repo_id} at {revision} is not (completely) in the HF cache {cache} and the hub is not used "
-            f"(offline mode; {kind})",
+            f"the hub at {host} could not be reached: {cause}; and {absent}",
             where=where,
-            fix="download it once with network access (unset HF_HUB_OFFLINE), or pass --source DIR",
+            fix=f"give this machine network access to the hub at {host}{_endpoint_hint()}; or build from a "
+            f"local copy of the files with --source DIR; or fill the HF cache where the hub is reachable, "
+            f"copy it to {cache} (or point --hf-cache / $HF_HOME at it) and build with --offline",
         )
-    if kind in {"LocalEntryNotFoundError", "IncompleteSnapshotError"}:  # online, but the hub did not answer
+    if switches or kind == "OfflineModeIsEnabled":
+        said = ", ".join(switches) or "huggingface_hub's offline mode"
         return SourceError(
-            f"the hub at {hub_host()} could not be reached and {repo_id} at {revision} is not (completely) "
-            f"in the HF cache {cache} ({kind})",
+            f"{absent}, and the hub is not used (offline: {said}; {kind})",
             where=where,
-            fix="check the network and $HF_ENDPOINT (unset it to use huggingface.co), or pass --source DIR",
+            fix=f"fill the HF cache: {_refill(switches)}; or pass --source DIR holding the revision's files",
         )
     if kind == "RevisionNotFoundError":
         return BadSourceError(
@@ -443,5 +547,6 @@ def _hub_error(
     return SourceError(
         f"download failed: {kind}: {text}",
         where=where,
-        fix="check the network (or use HF_HUB_OFFLINE=1 with a filled cache, or --source DIR)",
+        fix=f"check the network and the hub at {host}; or build with --offline from a filled HF cache, "
+        "or with --source DIR",
     )

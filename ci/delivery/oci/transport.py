@@ -403,7 +403,8 @@ class Transport:
                     raise CancelledError(f"{what} cancelled: another blob of the push failed") from None
             except Cancelled:
                 raise CancelledError(f"{what} cancelled: another blob of the push failed") from None
-        pushing = any(word in what for word in ("push", "upload", "PUT", "POST", "PATCH", "mount"))
+        # the operation is named by the first word of ``what`` (never by a repository name in it)
+        pushing = what.split(" ", 1)[0] in ("push", "upload", "PUT", "POST", "PATCH", "mount")
         raise RegistryError(
             f"{what} failed after {self.retries + 1} attempts; last error: {last}",
             where=self.registry,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from delivery.schemas.sources import (
     BUNDLE_FORMAT,
     CATALOG_COMMIT,
     KUBERNETES_VALIDATE,
+    MIRROR_ENV,
+    SOURCE_DIR_ENV,
     SOURCE_SETS,
     Fetcher,
     PinnedFile,
@@ -258,8 +261,15 @@ def ensure_bundle(
     offline: bool = False,
     fetch: Fetcher = _http_get,
     progress: ProgressReporter | None = None,
+    option: str = "--source",
 ) -> SchemaBundle:
-    """The bundle for these Kubernetes minors: from the cache, or built (atomically) and cached."""
+    """The bundle for these Kubernetes minors: from the cache, or built (atomically) and cached.
+
+    Sources: ``source_dir`` (else ``$DELIVER_KUBE_SCHEMAS``, else ``../shared/kube-schemas`` when
+    present), the download cache, then the pinned URLs unless ``offline`` (``read_sources``).
+    ``option`` is the caller's option for the hermetic copy, named in the error when files are
+    missing.
+    """
     if not versions:
         raise UsageError("no Kubernetes version to build schemas for", fix="pass --env or add environments")
     pins = pinned_files()
@@ -271,16 +281,74 @@ def ensure_bundle(
     for minor in sorted(set(versions)):
         kubernetes_schema_dir(minor, strict=True)  # fail early on an unsupported minor
     source = source_dir if source_dir is not None else default_source_dir(repo)
+    named = os.environ.get(SOURCE_DIR_ENV)
+    if named and source == Path(named) and not source.is_dir():  # a typo is never silently a download
+        raise UsageError(
+            "the hermetic schema copy is not a directory",
+            where=f"${SOURCE_DIR_ENV} ({named})",
+            fix=f"point {SOURCE_DIR_ENV} at the copy of the pinned files, or unset it",
+        )
     sources, origin = read_sources(
         pins,
         source_dir=source if source.is_dir() else None,
         download_cache=cache / "sources",
         offline=offline,
         fetch=fetch,
+        option=option,
     )
+    fetched = [p for p in pins if origin.get(p.path) in ("download", "mirror")]
+    if progress and fetched:
+        via = f"the mirror ${MIRROR_ENV}" if origin[fetched[0].path] == "mirror" else "the pinned URLs"
+        progress.line(
+            f"schemas: {len(fetched)} pinned source files downloaded from {via}, sha256-checked, "
+            f"cached in {cache / 'sources'}"
+        )
     with atomic_directory(root) as tmp:
         build_bundle(tmp, versions, sources, origin, pins, key, progress)
     return SchemaBundle.load(root)
+
+
+def save_sources(
+    repo: Path,
+    dest: Path,
+    *,
+    source_dir: Path | None = None,
+    cache_dir: Path | None = None,
+    offline: bool = False,
+    fetch: Fetcher = _http_get,
+) -> int:
+    """Write every pinned file (read and checked as ``ensure_bundle`` does) into ``dest``, laid out
+    as a hermetic copy (``--source DIR`` on a machine without network); returns the file count."""
+    pins = pinned_files()
+    if dest.exists():
+        ours = {p.path for p in pins} | {"README.md"}
+        other = sorted(
+            str(f.relative_to(dest))
+            for f in dest.rglob("*")
+            if not f.is_dir() and str(f.relative_to(dest)) not in ours
+        )
+        if other or not dest.is_dir():
+            raise UsageError(
+                f"refusing to replace {dest}: it holds files that are not pinned schema sources"
+                + (f" ({', '.join(other[:3])})" if other else ""),
+                where=str(dest),
+                fix="pass a new (or empty) directory, or one written by --save-sources before",
+            )
+    source = source_dir if source_dir is not None else default_source_dir(repo)
+    cache = cache_dir or default_cache_dir(repo)
+    sources, _ = read_sources(
+        pins,
+        source_dir=source if source.is_dir() else None,
+        download_cache=cache / "sources",
+        offline=offline,
+        fetch=fetch,
+    )
+    with atomic_directory(dest) as tmp:
+        for pin in pins:
+            target = tmp / pin.path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(sources[pin.path])
+    return len(pins)
 
 
 def export_bundle(bundle: SchemaBundle, output: Path) -> SchemaBundle:

@@ -37,6 +37,14 @@ offline_option = click.option(
     default=None,
     help="Also copy the bundle to DIR (replaced atomically).",
 )
+@click.option(
+    "--save-sources",
+    "save_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Also write the pinned upstream files into DIR, laid out as a hermetic copy "
+    "(for --source DIR on a machine without network).",
+)
 @json_option
 @click.pass_context
 def schemas_cmd(
@@ -45,12 +53,22 @@ def schemas_cmd(
     offline: bool,
     source_dir: Path | None,
     output: Path | None,
+    save_dir: Path | None,
     as_json: bool,
 ) -> None:
-    """Build (or reuse from the cache) the schema bundle kubeconform validates against."""
+    """Build (or reuse from the cache) the schema bundle kubeconform validates against.
+
+    Sources: --source DIR, else $DELIVER_KUBE_SCHEMAS, else ../shared/kube-schemas beside the repo;
+    then the download cache; then (unless --offline) the pinned URLs, or $DELIVER_SCHEMA_MIRROR
+    (a base URL serving <host>/<path> of each), every file checked against its sha256 pin.
+    """
     repo = resolved_repo(ctx)
     envs = [env] if env else envconfig.list_envs(repo)
     minors = sorted({envconfig.load_env(repo, name).cluster.kubernetes_version for name in envs})
+    saved = None
+    if save_dir is not None:
+        count = schemas.save_sources(repo, save_dir.resolve(), source_dir=source_dir, offline=offline)
+        saved = {"path": str(save_dir.resolve()), "files": count}
     with ProgressReporter(quiet=as_json) as progress:
         bundle = schemas.ensure_bundle(
             repo, minors, source_dir=source_dir, offline=offline, progress=progress
@@ -58,8 +76,10 @@ def schemas_cmd(
     if output is not None:
         bundle = schemas.export_bundle(bundle, output.resolve())
     if as_json:
-        console.print_json({"ok": True, **bundle.summary()})
+        console.print_json({"ok": True, **bundle.summary(), **({"savedSources": saved} if saved else {})})
         return
+    if saved:
+        click.echo(f"saved {saved['files']} pinned schema sources to {saved['path']} (use: --source DIR)")
     info = bundle.summary()
     core = ", ".join(f"{m}: {n}" for m, n in info["schemas"]["kubernetes"].items())
     click.echo(f"schema bundle {bundle.key}: {bundle.root}")
