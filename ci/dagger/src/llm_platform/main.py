@@ -19,7 +19,7 @@ from dagger import DefaultPath, Doc, Ignore, Name, check, field, function, gener
 from . import gitops, modelcar, promotion, substrate
 from . import validate as validation
 from .promotion import GIT_SOURCE_IGNORE
-from .toolbox import SOURCE_IGNORE, WORKDIR, deliver, toolbox
+from .toolbox import SOURCE_IGNORE, WORKDIR, changes, deliver, toolbox
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -73,6 +73,21 @@ class LedgerCommit:
         # The dataclass __init__ the SDK generates. mypy cannot see it: it does not apply the
         # dataclass_transform of `object_type`, an overloaded method of the SDK's module instance.
         def __init__(self, *, outcome: str, repo: dagger.Directory) -> None: ...
+
+
+@object_type
+class Published:
+    """What a modelcar publish did: the image's reference, and the files it wrote into the repo."""
+
+    uri: Annotated[str, Doc("The published image: oci://REGISTRY/REPO@sha256:...")] = field()
+    changes: Annotated[
+        dagger.Changeset,
+        Doc("What the publish wrote: the env's release and ledger entry (and the lock): commit them"),
+    ] = field()
+
+    if TYPE_CHECKING:
+        # The dataclass __init__ the SDK generates (see LedgerCommit).
+        def __init__(self, *, uri: str, changes: dagger.Changeset) -> None: ...
 
 
 async def _landed(ctr: dagger.Container) -> LedgerCommit:
@@ -258,6 +273,8 @@ class LlmPlatform:
         self,
         name: Annotated[str, Doc("Modelcar spec name (modelcars/NAME.yaml)")],
         env: Annotated[str, Doc("Environment whose registry receives the image")],
+        author_name: Annotated[str, Doc("Who publishes: the ledger entry's actor (git user.name)")],
+        author_email: Annotated[str, Doc("git user.email that goes with author-name")],
         hf_token: Annotated[
             dagger.Secret | None, Doc("Hugging Face token for gated/private repos (e.g. env://HF_TOKEN)")
         ] = None,
@@ -265,10 +282,20 @@ class LlmPlatform:
             str, Doc("Registry user (GAR: oauth2accesstoken); empty = docker config / anonymous")
         ] = "",
         password: Annotated[dagger.Secret | None, Doc("Registry password or access token")] = None,
-    ) -> str:
-        """Build a modelcar and push it to the env's registry; returns oci://REGISTRY/REPO@sha256:..."""
-        out = await modelcar.publish(self.source, name, env, hf_token, username, password).stdout()
-        return str(json.loads(out)["uri"])
+    ) -> Published:
+        """Build a modelcar, push it to the env's registry and record it in the env's release and ledger."""
+        ctr = modelcar.publish(
+            self.source,
+            name,
+            env,
+            hf_token,
+            username,
+            password,
+            author_name=author_name,
+            author_email=author_email,
+        )
+        out = await ctr.stdout()  # the same exec the changes are read from: it runs once
+        return Published(uri=str(json.loads(out)["uri"]), changes=changes(self.source, ctr))
 
     @function_with(cache="never")
     async def promote(

@@ -4,6 +4,10 @@ Weights are downloaded inside the engine into a cache volume (never part of a la
 build of the same revision downloads nothing; the digest cache and pulled base blobs live in a
 second volume. The HF token and the registry password enter only as secrets (environment
 variables the CLI reads: HF_TOKEN, DELIVER_REGISTRY_PASSWORD), never as arguments.
+
+A publish also writes the entry env's release and a ledger entry whose actor is git's ``user.name``
+(``delivery.release.entry.record``), so it runs in the promotion functions' toolbox with git and the
+author configured for the container (``promotion.git_toolbox``), over the repo without ``.git``.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import time
 import dagger
 from dagger import dag
 
+from . import promotion
 from .toolbox import changes, deliver, toolbox
 
 HF_HOME = "/root/.cache/huggingface"
@@ -22,9 +27,13 @@ LAYOUT_DIR = "/out/layout"
 
 def modelcar_toolbox(source: dagger.Directory, hf_token: dagger.Secret | None) -> dagger.Container:
     """Toolbox + HF cache volume + deliver cache volume (+ the HF token as a secret variable)."""
+    return with_caches(toolbox(source), hf_token)
+
+
+def with_caches(ctr: dagger.Container, hf_token: dagger.Secret | None) -> dagger.Container:
+    """``ctr`` + HF cache volume + deliver cache volume (+ the HF token as a secret variable)."""
     ctr = (
-        toolbox(source)
-        .with_mounted_cache(HF_HOME, dag.cache_volume("llm-platform-hf-cache"))
+        ctr.with_mounted_cache(HF_HOME, dag.cache_volume("llm-platform-hf-cache"))
         .with_env_variable("HF_HOME", HF_HOME)
         .with_env_variable("HF_HUB_DISABLE_TELEMETRY", "1")
         .with_mounted_cache(DELIVER_CACHE, dag.cache_volume("llm-platform-deliver-cache"))
@@ -61,9 +70,17 @@ def publish(
     hf_token: dagger.Secret | None,
     username: str,
     password: dagger.Secret | None,
+    *,
+    author_name: str,
+    author_email: str,
 ) -> dagger.Container:
-    """`deliver modelcar publish NAME --env ENV --json` (never replayed from the engine's cache)."""
-    ctr = modelcar_toolbox(source, hf_token).with_env_variable("DELIVER_RUN_ID", str(time.time_ns()))
+    """`deliver modelcar publish NAME --env ENV --json` (never replayed from the engine's cache).
+
+    Run with git and ``user.name``/``user.email`` set for the container: the CLI records the ledger
+    entry's actor from them (without git it would push the image, then fail to record it).
+    """
+    ctr = promotion.git_toolbox(source, author_name=author_name, author_email=author_email)
+    ctr = with_caches(ctr, hf_token).with_env_variable("DELIVER_RUN_ID", str(time.time_ns()))
     if password is not None:
         ctr = ctr.with_secret_variable("DELIVER_REGISTRY_PASSWORD", password)
     args = ["modelcar", "publish", name, "--env", env, "--json"]
