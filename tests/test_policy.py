@@ -1,5 +1,5 @@
 """Policy checks (delivery/validation/policy/): the committed envs are clean, each rule catches its
-violation, and the registry agrees with the README's policy table.
+violation, and the registry agrees with the policy table of docs/layers.md.
 
 Every broken case edits a throwaway copy of the repo the way a careless change would, then asserts the
 finding's rule id, file, resource, JSON path, message and fix.
@@ -872,12 +872,13 @@ def test_unpublished_is_a_warning_on_every_reference(repo_copy: Path) -> None:
         + "0" * 64
         + " has the all-zero placeholder digest: dev does not have this artifact (the modelcar was never "
         "published into it) and cannot pull it",
-        "run `deliver modelcar publish qwen2.5-0.5b-instruct --env dev`; it re-renders the layers",
+        "run `deliver modelcar publish qwen2.5-0.5b-instruct --env dev`, then "
+        "`deliver layers render --env dev --write`",
     )
     staging = envconfig.load_env(REPO, "staging")
     promoted = check_warnings(REPO, staging, load_env_manifests(REPO, "staging"))
     assert {f.fix for f in promoted} == {
-        "run `deliver promote --to staging` (from dev); it re-renders the layers"
+        "run `deliver promote --to staging` (from dev; it re-renders the layers)"
     }
     assert len(promoted) == 4  # the modelcar and the vLLM image, each in the Deployment and the ISVC
     (repo_copy / "clusters/dev/release.yaml").write_text(
@@ -894,14 +895,15 @@ def test_unpublished_is_a_warning_on_every_reference(repo_copy: Path) -> None:
 
 
 def test_readme_policy_table_is_the_registry() -> None:
-    """README's `| rule | catches |` table is ``rules_table()``: same ids, same summaries, same order."""
-    text = (REPO / "README.md").read_text()
+    """docs/layers.md's `| rule | catches |` table is ``rules_table()``: same ids, summaries and order."""
+    text = (REPO / "docs" / "layers.md").read_text()
     section = text[text.index("### Policy checks") :]
     section = section[: section.index("\n### ")]
     table = "".join(line + "\n" for line in section.splitlines() if line.startswith("|"))
     rows = re.findall(r"^\| `([^`]+)` \| (.+) \|$", table, re.M)
     assert rows == [(r.id, r.catches) for r in RULES], (
-        "README.md's policy table differs from the registry (ci/delivery/validation/policy/registry.py); "
+        "docs/layers.md's policy table differs from the registry "
+        "(ci/delivery/validation/policy/registry.py); "
         "replace it with:\n" + rules_table()
     )
     assert table == rules_table()

@@ -90,10 +90,13 @@ def unpublished(m: Manifest, ctx: EnvContext) -> list[Finding]:
     cfg = ctx.cfg
     env = cfg.name
     if cfg.promotion.source is None:
-        bring = f"run `deliver modelcar publish {cfg.serving.model} --env {env}`"
+        bring = (
+            f"run `deliver modelcar publish {cfg.serving.model} --env {env}`, then "
+            f"`deliver layers render --env {env} --write`"
+        )
         why = "the modelcar was never published into it"
     else:
-        bring = f"run `deliver promote --to {env}` (from {cfg.promotion.source})"
+        bring = f"run `deliver promote --to {env}` (from {cfg.promotion.source}; it re-renders the layers)"
         why = "nothing was promoted into it yet"
     return [
         finding(
@@ -101,7 +104,7 @@ def unpublished(m: Manifest, ctx: EnvContext) -> list[Finding]:
             "unpublished",
             f"{value} has the all-zero placeholder digest: {env} does not have this artifact ({why}) "
             "and cannot pull it",
-            f"{bring}; it re-renders the layers",
+            bring,
             path,
             Status.WARNING,
         )
