@@ -816,6 +816,21 @@ def test_apply_and_promote_run_only_from_protected_environments() -> None:
     assert jobs["substrate:apply"]["needs"] == ["substrate:plan"]
 
 
+def test_apply_and_promote_run_only_from_the_default_branch() -> None:
+    """A dispatch can pick any branch: a branch's HCL or gates must never reach apply or promote."""
+    main = "github.ref == 'refs/heads/main'"
+    substrate = _load(REPO / ".github" / "workflows" / "substrate.yml")
+    for env in ENVS:
+        assert main in str(substrate["jobs"][env]["with"]["apply"]), env
+    promote = _load(REPO / ".github" / "workflows" / "promote.yml")
+    for name, job in promote["jobs"].items():
+        assert main in str(job.get("if", "")), name
+    jobs = _gitlab()
+    for name in ["substrate:apply", "substrate:apply:cli", "promote", "promote:cli"]:
+        manual = [r for r in jobs[name]["rules"] if r.get("when") == "manual"]
+        assert manual and all("$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH" in r["if"] for r in manual), name
+
+
 def test_the_promotion_approver_is_recorded() -> None:
     for _name, _workflow, _job, scripts in _github_scripts():
         for script in scripts:
@@ -844,7 +859,9 @@ def test_the_environment_lists_match_environments() -> None:
         assert sorted(raw[hidden]["parallel"]["matrix"][0]["ENV"]) == ENVS
 
 
-def test_gitlab_images_are_pinned() -> None:
+def test_gitlab_images_are_pinned_to_an_exact_version_or_digest() -> None:
+    """An exact version (no `latest`, no floating major); a digest where one could be read (none of
+    the GitLab images here: no registry reachable to read docker:27.4.0's digest, docs/ci.md)."""
     for name, job in _gitlab().items():
         images = [job.get("image")] + [
             s["name"] if isinstance(s, dict) else s for s in job.get("services", [])

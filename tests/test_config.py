@@ -192,6 +192,20 @@ BROKEN = [
         id="cleanup-keeps-nothing-recent",
     ),
     pytest.param(
+        "prod",
+        "  deleteUntaggedOlderThan: 30d      # untagged versions (superseded pushes), at least 1d",
+        "  deleteUntaggedOlderThan: 99999999999d",
+        ["registryCleanup.deleteUntaggedOlderThan", "does not match"],
+        id="cleanup-duration-overflow",
+    ),
+    pytest.param(
+        "staging",
+        "  projectID: llm-platform-staging",
+        "  projectID: llm-platform-dev",
+        ["cluster.projectID 'llm-platform-dev' is also dev's: each environment needs its own"],
+        id="two-envs-one-project",
+    ),
+    pytest.param(
         "dev",
         "  projectID: llm-platform-dev",
         "  projectID: 1bad",
@@ -294,6 +308,9 @@ def test_new_environment_is_picked_up(deliver, repo_copy: Path) -> None:  # type
     qa.mkdir()
     text = (repo_copy / "environments/dev/config.yaml").read_text().replace("llm-dev", "llm-qa")
     (qa / "config.yaml").write_text(text)
+    shared = deliver("config", "check", repo=repo_copy)  # a copy of dev still has dev's project
+    assert shared.code == 2 and "cluster.projectID 'llm-platform-dev' is also dev's" in shared.err
+    (qa / "config.yaml").write_text(text.replace("llm-platform-dev", "llm-platform-qa"))
     res = deliver("config", "check", repo=repo_copy)
     assert res.code == 0 and "ok  qa" in res.out
 

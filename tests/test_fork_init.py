@@ -323,6 +323,11 @@ BAD = [
     ("domain-twice", [*U, "--domain", "dev=a.acme.io", "--domain", "dev=b.acme.io"], "dev is given twice"),
     ("registry", [*U, "--registry", "dev=Europe/Models"], "not an image repository path"),
     ("registry-not-ar", [*U, "--registry", "dev=ghcr.io/acme/models"], "is not an Artifact Registry docker"),
+    (
+        "one-project-two-envs",
+        [*U, "--project", "dev=acme-llm-dev", "--project", "staging=acme-llm-dev"],
+        "cluster.projectID 'acme-llm-dev' is also",
+    ),
 ]
 
 

@@ -33,6 +33,7 @@ from delivery.oci.spec import (
     OCI_MANIFEST,
 )
 from delivery.promotion.copy import CopyReport, copy_image
+from delivery.release import protected_tag
 from faultproxy import Fault, FaultProxy
 from loopback import loopback_host, start_loopback_server, stop_loopback_server
 
@@ -219,6 +220,30 @@ def test_two_platform_index_copied_children_first_with_every_digest_kept(
     with RegistryClient(target_registry.host) as client:
         got = client.get_manifest(target_repo, index.digest)
         assert got.media_type == KINDS[kind][0]
+
+
+def test_protect_tags_every_manifest_of_an_index_after_all_of_them_are_in(
+    registry: Registry, target_proxy: OrderedProxy, target_registry: Registry
+) -> None:
+    """Registry cleanup keeps protected tags: the index and each platform manifest get one."""
+    index, children = push_test_index(
+        registry.host, registry.unique_repo("multi"), OCI_MANIFEST, seed="protect"
+    )
+    target_repo = target_registry.unique_repo("prod")
+    report = copy(index.ref(registry.host), ImageRef(target_proxy.host, target_repo), protect=protected_tag)
+    expected = {protected_tag(m.digest) for m in [index, *children]}
+    assert set(report.tags) == expected and report.tags[-1] == protected_tag(index.digest)
+    puts = [
+        p.rsplit("/", 1)[1] for method, p in target_proxy.arrivals if method == "PUT" and "/manifests/" in p
+    ]
+    assert puts[:3] == [*puts[:2], index.digest] and set(puts[3:]) == expected  # tags after the digests
+    with RegistryClient(target_registry.host) as client:
+        assert set(client.list_tags(target_repo)) == expected
+        for image in [index, *children]:
+            assert (
+                sha256_digest(client.get_manifest(target_repo, protected_tag(image.digest)).data)
+                == image.digest
+            )
 
 
 def test_same_registry_promotion_mounts_every_blob_and_sends_no_blob_bytes(

@@ -18,11 +18,13 @@ import json
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -577,6 +579,41 @@ def test_a_run_that_outlives_its_time_limit_is_stopped(binary: str, tmp_path: Pa
         assert time.monotonic() - started < 30  # SIGINT stopped it; no wait for the kill
         assert f"`{tool.kind} plan`" in str(err.value)
     finally:
+        os.close(state)
+
+
+def test_ctrl_c_reaches_the_binary_and_it_stops_before_deliver_does(binary: str, tmp_path: Path) -> None:
+    """tofu runs in its own session: a Ctrl-C of deliver is passed on, not left running behind us."""
+    tool = identify(binary)
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "main.tf").write_text('terraform {\n  backend "local" {}\n}\nresource "terraform_data" "x" {}\n')
+    assert tool.run(["init", "-input=false"], root).code == 0
+    state = os.open(root / "terraform.tfstate", os.O_RDWR | os.O_CREAT)
+    started: list[subprocess.Popen[str]] = []
+    real_popen = subprocess.Popen
+
+    def popen(*args: Any, **kwargs: Any) -> subprocess.Popen[str]:
+        started.append(real_popen(*args, **kwargs))
+        return started[-1]
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        fcntl.lockf(state, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        info = {"ID": "held-by-test", "Operation": "OperationTypeApply", "Who": "test", "Path": "x"}
+        (root / ".terraform.tfstate.lock.info").write_text(json.dumps(info))
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(subprocess, "Popen", popen)
+            signal.alarm(3)  # "Ctrl-C" while the plan waits for the lock
+            with pytest.raises(KeyboardInterrupt):
+                tool.run(["plan", "-input=false", "-lock-timeout=90s"], root, timeout=60)
+        assert started and started[-1].poll() is not None  # the binary stopped, not left running
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
         os.close(state)
 
 

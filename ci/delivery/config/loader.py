@@ -180,6 +180,24 @@ def _cross_env_problems(
                     "add the spec under modelcars/, or name an existing one",
                 )
             )
+    # one GCP project per environment: the substrate names its secrets, service accounts and state
+    # bucket from it, so two envs on one project would collide at apply
+    owners: dict[str, list[str]] = {}
+    for name, (cfg, _data) in configs.items():
+        owners.setdefault(cfg.cluster.project_id, []).append(name)
+    for project, names in owners.items():
+        for name in names:
+            if len(names) > 1 and name in selected:
+                cfg, data = configs[name]
+                others = ", ".join(n for n in names if n != name)
+                problems.append(
+                    Problem(
+                        _at(cfg, data, "cluster", "projectID"),
+                        f"cluster.projectID {project!r} is also {others}'s: each environment needs its own "
+                        "(its substrate's secrets, service accounts and state bucket are named from it)",
+                        f"give {name} a GCP project of its own",
+                    )
+                )
     # promotion chains must not loop
     for name, (cfg, data) in configs.items():
         if name not in selected:

@@ -28,7 +28,7 @@ GpuType = Literal[
 ]
 
 ENV_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
-DURATION = re.compile(r"^(\d+)([smhd])$")
+DURATION = re.compile(r"^(\d{1,6})([smhd])$")  # at most 999999d: timedelta's range, with room
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 

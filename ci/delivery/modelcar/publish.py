@@ -24,7 +24,7 @@ from delivery.modelcar.image import ModelLayer
 from delivery.modelcar.lock import env_repository, write_lock
 from delivery.modelcar.pipeline import BuildOptions, BuiltImage, build_image, open_cache
 from delivery.modelcar.spec import load_spec
-from delivery.oci.blobs import Blob, BytesBlob
+from delivery.oci.blobs import Blob, BytesBlob, sha256_digest
 from delivery.oci.spec import OCI_CONFIG, OCI_INDEX, OCI_LAYER_TAR, OCI_MANIFEST
 from delivery.release import Artifact, Source, protected_tag
 from delivery.release.entry import record, require_entry
@@ -142,7 +142,11 @@ def publish(
                 config=BytesBlob(built.configs[platform], OCI_CONFIG),
                 manifest=built.manifests[platform],
                 manifest_media_type=OCI_MANIFEST,
-                tags=[built.tag, protected_tag(built.digest)] if single else [],
+                # the protected tag keeps what the release records from registry cleanup (each
+                # platform manifest of an index too)
+                tags=[built.tag, protected_tag(built.digest)]
+                if single
+                else [protected_tag(sha256_digest(built.manifests[platform]))],
             )
             sent += report.bytes_sent
             blobs += [

@@ -9,8 +9,9 @@ when both live on the same registry host (``POST ?mount=&from=``: no bytes move)
 from the upstream ``GET`` straight into the target's upload ``PUT`` (``oci.RemoteBlob``: never whole
 in memory, never on disk). Only once every blob is in are the manifests pushed, children before
 the index, each by digest with its exact upstream bytes and media type (never re-serialised: that
-is what keeps the digest), each skipped when the target has it already; then the root's ``tags``
-(promotion passes the release's protected tag, which keeps it safe from registry cleanup). So no manifest ever
+is what keeps the digest), each skipped when the target has it already; then, with ``protect``, a
+tag on every manifest of the tree (promotion passes the release's protected tag, which keeps the
+image, and each platform manifest of an index, safe from registry cleanup). So no manifest ever
 points at a missing blob, and a rerun after a failure (the target died midway) sends only what is
 still missing. Retries, timeouts and auth are the ``oci`` client's.
 """
@@ -18,7 +19,7 @@ still missing. Retries, timeouts and auth are the ``oci`` client's.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from delivery.core.console import ProgressReporter
@@ -49,7 +50,7 @@ class CopyReport:
     blobs_mounted: int
     blobs_skipped: int  # already in the target repo
     bytes_sent: int
-    tags: tuple[str, ...] = ()  # put on the root manifest in the target, once everything else was in
+    tags: tuple[str, ...] = ()  # put on the manifests in the target, once everything else was in
 
     def as_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -80,7 +81,7 @@ def copy_image(
     target_credentials: Credentials,
     reporter: ProgressReporter | None = None,
     parallel: int = 4,
-    tags: Sequence[str] = (),
+    protect: Callable[[str], str] | None = None,
 ) -> CopyReport:
     """source has a digest (no tag needed); target is registry host + repository (tag/digest ignored)."""
     digest = source.digest
@@ -136,9 +137,11 @@ def copy_image(
                 continue
             downstream.put_manifest(target.repository, manifest.digest, manifest.data, manifest.media_type)
             written += 1
-        root = next(m for m in tree if m.digest == digest)
-        for tag in tags:  # a PUT of the same bytes under a tag: idempotent, and never a new digest
-            downstream.put_manifest(target.repository, tag, root.data, root.media_type)
+        tags: list[str] = []
+        for manifest in tree:  # children first, like the manifests themselves
+            if protect is not None:  # a PUT of the same bytes under a tag: idempotent
+                tags.append(protect(manifest.digest))
+                downstream.put_manifest(target.repository, tags[-1], manifest.data, manifest.media_type)
     outcomes = [p.outcome for p in pushed.values()]
     report = CopyReport(
         source=source_name,

@@ -241,7 +241,7 @@ def copy(
                 source_credentials=credentials_for(src.registry),
                 target_credentials=credentials_for(dst.registry),
                 reporter=reporter,
-                tags=[protected_tag(dest.digest)],  # what the release deploys: kept by registry cleanup
+                protect=protected_tag,  # what the release deploys: kept by registry cleanup
             )
         )
     return reports

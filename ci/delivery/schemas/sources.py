@@ -33,6 +33,7 @@ it with ``-schema-location`` templates (see ``SchemaBundle.locations``).
 from __future__ import annotations
 
 import hashlib
+import http.client
 import importlib.metadata
 import importlib.util
 import os
@@ -358,7 +359,8 @@ def read_sources(
         url = fetch_url(pin, mirror)
         try:
             blob = fetch(url)
-        except (TooSlow, urllib.error.URLError, OSError) as err:
+        except (TooSlow, urllib.error.URLError, OSError, http.client.HTTPException) as err:
+            # HTTPException: a broken response (IncompleteRead, BadStatusLine, LineTooLong), not OSError
             cause = str(err) if isinstance(err, TooSlow) else _unreachable(err, url)
             if cause is not None:  # the host is unreachable or too slow: not tried for the others
                 left = [p for p, _ in failed] + list(missing[index:])

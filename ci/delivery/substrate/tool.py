@@ -39,6 +39,9 @@ TIMEOUTS: dict[str, float] = {
 }
 DEFAULT_TIMEOUT = 1800.0
 INTERRUPT_GRACE = 60.0  # after SIGINT, how long tofu may take to stop cleanly before it is killed
+# An apply waits for the cloud operations in flight to end so it can write them into the state:
+# killed earlier, resources it created would be missing from the state.
+INTERRUPT_GRACES: dict[str, float] = {"apply": 30 * 60, "destroy": 30 * 60}
 
 
 def cache_home() -> Path:
@@ -137,10 +140,14 @@ class Tool:
             text=True,
             start_new_session=True,  # an interrupt reaches tofu and its provider plugins, not us
         )
+        grace = INTERRUPT_GRACES.get(args[0] if args else "", INTERRUPT_GRACE)
         try:
             stdout, stderr = proc.communicate(timeout=limit)
+        except KeyboardInterrupt:  # tofu runs in its own session: our Ctrl-C must reach it, then we go
+            _stop(proc, grace)
+            raise
         except subprocess.TimeoutExpired:
-            _stop(proc)
+            _stop(proc, grace)
             raise ToolError(
                 f"`{self.kind} {' '.join(args[:1])}` did not finish within {_duration(limit)} (stopped)",
                 where=str(cwd),
@@ -149,12 +156,18 @@ class Tool:
         return Result(tuple(args), proc.returncode, stdout, stderr)
 
 
-def _stop(proc: subprocess.Popen[str]) -> None:
-    """Interrupt like Ctrl-C (tofu then stops cleanly and releases its state lock), kill if it hangs."""
+def _stop(proc: subprocess.Popen[str], grace: float = INTERRUPT_GRACE) -> None:
+    """Interrupt like Ctrl-C (tofu then stops cleanly and releases its state lock), kill if it hangs
+    past ``grace``; a second Ctrl-C while waiting is passed on (tofu's own forced stop)."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGINT)
     try:
-        proc.communicate(timeout=INTERRUPT_GRACE)
+        try:
+            proc.communicate(timeout=grace)
+        except KeyboardInterrupt:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGINT)
+            proc.communicate(timeout=INTERRUPT_GRACE)
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
