@@ -40,13 +40,20 @@ def many_files(dest: Path, count: int, total: int) -> list[Path]:
         return sorted(dest.rglob("*.json"))
     shutil.rmtree(dest, ignore_errors=True)
     size = total // count
-    block = os.urandom(size)
+    # at most 1 MiB in memory: a big block held here would count in the peak RSS the build reports
+    # (a child's ru_maxrss includes the parent's pages it was forked with)
+    block = os.urandom(min(size, 1 << 20))
     files = []
     for i in range(count):
         sub = dest / f"d{i % 100:02d}"
         sub.mkdir(parents=True, exist_ok=True)
         path = sub / f"f{i:05d}.json"
-        path.write_bytes(i.to_bytes(8, "little") + block[8:])
+        with path.open("wb") as fh:
+            written = 0
+            while written < size:
+                chunk = ((i + written).to_bytes(8, "little") + block[8:])[: size - written]
+                fh.write(chunk)
+                written += len(chunk)
         files.append(path)
     return files
 

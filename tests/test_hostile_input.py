@@ -437,7 +437,12 @@ class _Reading:
         return n or 0
 
     def read(self, n: int = -1) -> bytes:
-        return self.fh.read(n)
+        data = self.fh.read(n)
+        if n != 1:  # a chunk (not the probe for bytes past the end)
+            self.reads += 1
+            if self.when == "during" and self.reads == 1:
+                self._rewrite()
+        return data
 
     def fileno(self) -> int:
         return self.fh.fileno()

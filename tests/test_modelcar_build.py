@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import tarfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,32 @@ def test_manifest_and_config_are_canonical_and_timeless(
     assert config["rootfs"]["diff_ids"][1:] == [layer["digest"] for layer in manifest["layers"][1:]]
     assert manifest["annotations"]["org.opencontainers.image.source"].endswith("all-MiniLM-L6-v2")
     assert all(layer["mediaType"] == "application/vnd.oci.image.layer.v1.tar" for layer in manifest["layers"])
+
+
+def test_a_write_error_in_the_writing_thread_reaches_the_caller_and_no_thread_is_left(tmp_path: Path) -> None:
+    """The layer pass hashes and writes on threads of its own: their errors are the caller's."""
+    big = tmp_path / "w.bin"
+    big.write_bytes(os.urandom(9 << 20))
+    layer = TarLayer((LayerFile("models/w.bin", big, big.stat().st_size),))
+
+    class Full:
+        written = 0
+
+        def write(self, data: bytes) -> int:
+            if self.written > 3 << 20:
+                raise OSError(28, "No space left on device")
+            self.written += len(data)
+            return len(data)
+
+    threads = threading.active_count()
+    with pytest.raises(OSError, match="No space left on device"):
+        layer.digest_and_write(Full())  # type: ignore[arg-type]
+    assert threading.active_count() == threads
+    digest, sums, _ = layer.digest_and_write(None)  # hash only: the same digest as the written pass
+    with (tmp_path / "layer.tar").open("wb") as fh:
+        assert layer.digest_and_write(fh)[:2] == (digest, sums)  # type: ignore[arg-type]
+    assert digest == "sha256:" + sha256_file(tmp_path / "layer.tar")
+    assert sums["models/w.bin"] == "sha256:" + sha256_file(big)
 
 
 def test_tar_layers_are_pinned_byte_for_byte(tmp_path: Path) -> None:
