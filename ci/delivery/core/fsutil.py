@@ -89,3 +89,23 @@ def atomic_directory(path: Path, mode: int | None = None) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+REPO_DATA_DIRS = ("environments", "modelcars", "clusters", "tofu")
+"""The platform repo's data: what rendering, validation and the substrate read (no code, no git)."""
+
+
+@contextlib.contextmanager
+def scratch_repo(repo: Path, prefix: str) -> Iterator[Path]:
+    """A throwaway copy of the repo's data (``pyproject.toml`` and ``REPO_DATA_DIRS``, symlinks kept,
+    no ``.terraform/``) in a temp directory, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        copy = Path(tmp) / "repo"
+        copy.mkdir()
+        shutil.copy2(repo / "pyproject.toml", copy / "pyproject.toml")
+        for name in REPO_DATA_DIRS:
+            if (repo / name).is_dir():
+                shutil.copytree(
+                    repo / name, copy / name, symlinks=True, ignore=shutil.ignore_patterns(".terraform")
+                )
+        yield copy

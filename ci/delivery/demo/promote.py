@@ -21,7 +21,7 @@ from typing import Any
 from delivery.core import git, yamlio
 from delivery.core.console import ProgressReporter
 from delivery.core.errors import DeliveryError
-from delivery.core.fsutil import atomic_write_text
+from delivery.core.fsutil import REPO_DATA_DIRS, atomic_write_text
 from delivery.oci import ImageRef, RegistryClient
 from delivery.oci.auth import ANONYMOUS, Credentials
 from delivery.promotion.promote import Outcome, promote
@@ -32,7 +32,6 @@ DEMO_EMAIL = "demo@deliver.invalid"
 UPSTREAM, TARGET = "dev", "staging"
 # what the scratch repo holds: what the promotion reads, renders, validates and commits
 SCRATCH_FILES = ("pyproject.toml", ".gitattributes")
-SCRATCH_DIRS = ("environments", "modelcars", "clusters", "tofu")
 SCRATCH_IGNORE = ".cache/\n.terraform/\n*.tfplan\n"
 NOTES = (
     f"{TARGET}'s promotion.soak is set to 0s in the scratch repo's config (the repo says 24h): "
@@ -50,7 +49,7 @@ def copy_repo_data(repo: Path, scratch: Path) -> None:
         if (repo / name).is_file():
             shutil.copy2(repo / name, scratch / name)
     ignore = shutil.ignore_patterns(".terraform", "*.tfplan", ".*.tmp", ".*.old-*")
-    for name in SCRATCH_DIRS:
+    for name in REPO_DATA_DIRS:
         if (repo / name).is_dir():
             shutil.copytree(repo / name, scratch / name, symlinks=True, ignore=ignore)
     atomic_write_text(scratch / ".gitignore", SCRATCH_IGNORE)

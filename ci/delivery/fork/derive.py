@@ -12,8 +12,6 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any
 
 from delivery.config import EnvConfig
 from delivery.core.errors import Location, Problem
+from delivery.core.fsutil import scratch_repo
 from delivery.core.paths import layers_dir
 from delivery.gitops import drift, render_layers, render_root, root_path, stale_root
 from delivery.gitops.conventions import PROFILES
@@ -29,7 +28,6 @@ from delivery.substrate import inputs
 from delivery.substrate.hcl import load_module
 from delivery.validation import Report, validate_envs
 
-SCRATCH_DIRS = ("environments", "modelcars", "clusters", "tofu")
 _SHOWN_DRIFT = 5
 
 
@@ -124,15 +122,7 @@ def tofu_inputs(repo: Path, cfg: EnvConfig) -> dict[str, Any]:
 @contextmanager
 def scratch(repo: Path, files: Mapping[str, str | None]) -> Iterator[Path]:
     """A throwaway copy of the repo's data with ``files`` (path -> text, None: deleted) in place."""
-    with tempfile.TemporaryDirectory(prefix="deliver-fork-") as tmp:
-        copy = Path(tmp) / "repo"
-        copy.mkdir()
-        shutil.copy2(repo / "pyproject.toml", copy / "pyproject.toml")
-        for name in SCRATCH_DIRS:
-            if (repo / name).is_dir():
-                shutil.copytree(
-                    repo / name, copy / name, symlinks=True, ignore=shutil.ignore_patterns(".terraform")
-                )
+    with scratch_repo(repo, "deliver-fork-") as copy:
         overlay(copy, files)
         yield copy
 

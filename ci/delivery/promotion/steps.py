@@ -9,9 +9,8 @@ then manifests whose blobs are all there (``copy``).
 from __future__ import annotations
 
 import shutil
-import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +19,7 @@ from delivery.config import EnvConfig, check, load_env
 from delivery.core import git
 from delivery.core.console import ProgressReporter
 from delivery.core.errors import ConfigError, DeliveryError, Problem, UsageError, ValidationFailed, raise_if
-from delivery.core.fsutil import atomic_directory
+from delivery.core.fsutil import atomic_directory, scratch_repo
 from delivery.core.paths import refuse_symlinked_dir
 from delivery.gitops import load_pins
 from delivery.gitops.artifacts import deployed_images, promoted_repository
@@ -47,7 +46,6 @@ from delivery.schemas.sources import default_source_dir
 from delivery.validation.validate import validate_envs
 
 CredentialsFor = Callable[[str], Credentials]  # registry host -> credentials
-SCRATCH_DIRS = ("environments", "modelcars", "clusters", "tofu")
 
 
 class PromotionRefused(DeliveryError):
@@ -260,19 +258,9 @@ class Update:
     resources: int = 0
 
 
-@contextmanager
-def scratch_copy(repo: Path) -> Iterator[Path]:
+def scratch_copy(repo: Path) -> AbstractContextManager[Path]:
     """A throwaway copy of the repo's data directories (what rendering and validation read)."""
-    with tempfile.TemporaryDirectory(prefix="deliver-promote-") as tmp:
-        scratch = Path(tmp) / "repo"
-        scratch.mkdir()
-        shutil.copy2(repo / "pyproject.toml", scratch / "pyproject.toml")
-        for name in SCRATCH_DIRS:
-            if (repo / name).is_dir():
-                shutil.copytree(
-                    repo / name, scratch / name, symlinks=True, ignore=shutil.ignore_patterns(".terraform")
-                )
-        yield scratch
+    return scratch_repo(repo, "deliver-promote-")
 
 
 def update_and_validate(repo: Path, target: EnvConfig, release: Release) -> Update:
