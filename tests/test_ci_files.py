@@ -569,7 +569,7 @@ def test_the_dagger_checker_refuses_what_the_module_does_not_have() -> None:
     planted = {
         "no such function": ["dagger", "call", "tofu-destroy", "--env", "dev"],
         "no option --nope": ["dagger", "call", "validate", "--nope", "x"],
-        "required": ["dagger", "call", "tofu-plan", "--env", "dev"],
+        "required": ["dagger", "call", "tofu-apply", "--env", "dev", "--credentials", "env://C"],
         "env://NAME": ["dagger", "call", "tofu-plan", "--env", "dev", "--credentials", "plaintext"],
         "no field": [*PROMOTE, "out"],
         "export needs --path": ["dagger", "call", "validate-report", "export"],

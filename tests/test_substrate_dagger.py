@@ -82,6 +82,30 @@ def test_apply_runs_deliver_apply_on_the_saved_plan_with_each_approval() -> None
     assert ("withDirectory", "/plan") in [(n, a.get("path")) for n, a in steps(ctr)]
 
 
+def test_plan_passes_destroy_and_offline_and_an_offline_plan_mounts_no_credentials() -> None:
+    secret = dagger.dag.set_secret("gcp", "x")
+    destroy = substrate.plan(dagger.dag.directory(), "dev", secret, destroy=True, destroy_secrets=True)
+    assert execs(destroy)[-1][-2:] == ["--destroy", "--destroy-secrets"]
+    assert [a["path"] for n, a in steps(destroy) if n == "withMountedSecret"] == [substrate.CREDENTIALS_PATH]
+    offline = substrate.plan(dagger.dag.directory(), "dev", secret, offline=True)
+    assert execs(offline)[-1][-1] == "--offline"
+    assert not [a for n, a in steps(offline) if n == "withMountedSecret"]
+    env_names = {a["name"] for n, a in steps(offline) if n == "withEnvVariable"}
+    assert "GOOGLE_APPLICATION_CREDENTIALS" not in env_names
+
+
+def test_apply_passes_approve_all_deletes() -> None:
+    ctr = substrate.apply(
+        dagger.dag.directory(),
+        "dev",
+        dagger.dag.directory(),
+        dagger.dag.set_secret("gcp", "x"),
+        [],
+        approve_all_deletes=True,
+    )
+    assert execs(ctr)[-1][-2:] == ["--approve-all-deletes", "--json"]
+
+
 def test_every_plan_and_apply_is_cache_busted() -> None:
     def run_ids() -> list[str]:
         built = [
@@ -107,8 +131,9 @@ def test_module_functions_are_never_cached() -> None:
 
 
 def test_module_functions_take_credentials_as_secrets() -> None:
-    for name in ("tofu_plan", "tofu_apply"):
-        assert functions()[name].args["credentials"].type == "Secret", name
+    # a plan may run --offline (no credentials at all); an apply always needs them
+    for name, kind in (("tofu_plan", "Secret?"), ("tofu_apply", "Secret")):
+        assert functions()[name].args["credentials"].type == kind, name
         assert functions()[name].required()[:1] == ["env"], name
     assert functions()["tofu_apply"].args["plan"].type == "Directory"
 
@@ -121,6 +146,26 @@ def test_the_cli_accepts_exactly_the_arguments_the_module_passes() -> None:
     apply_args = execs(
         substrate.apply(dagger.dag.directory(), "dev", dagger.dag.directory(), secret, ["a.b"])
     )[-1]
+    destroy_args = execs(
+        substrate.plan(dagger.dag.directory(), "dev", secret, destroy=True, destroy_secrets=True)
+    )[-1]
+    offline_args = execs(substrate.plan(dagger.dag.directory(), "dev", None, offline=True))[-1]
+    all_args = execs(
+        substrate.apply(
+            dagger.dag.directory(), "dev", dagger.dag.directory(), secret, [], approve_all_deletes=True
+        )
+    )[-1]
+    for args in (destroy_args, offline_args, all_args):
+        ctx = cli.main_group.make_context("deliver", args[1:], resilient_parsing=True)
+        command = cli.main_group.get_command(ctx, args[3])
+        assert command is not None
+        params = command.make_context(args[3], args[4:], parent=ctx).params
+        assert params["env"] == "dev"
+        if args[3] == "plan":
+            assert params["destroy"] is params["destroy_secrets"] is (args is destroy_args)
+            assert params["offline"] is (args is offline_args)
+        else:
+            assert params["approve_all_deletes"] is True
     parsed = {}
     for args in (plan_args, apply_args):
         ctx = cli.main_group.make_context("deliver", args[1:], resilient_parsing=True)

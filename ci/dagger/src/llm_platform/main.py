@@ -223,11 +223,23 @@ class LlmPlatform:
         self,
         env: Annotated[str, Doc("Environment whose substrate (tofu/envs/ENV) to plan")],
         credentials: Annotated[
-            dagger.Secret, Doc("GCP credentials JSON (service account key or ADC) for providers and state")
-        ],
+            dagger.Secret | None,
+            Doc("GCP credentials JSON (SA key or ADC) for providers and state; not with --offline"),
+        ] = None,
+        destroy: Annotated[
+            bool, Doc("Plan the env's destruction (secrets kept); tofu-apply approves each delete")
+        ] = False,
+        destroy_secrets: Annotated[
+            bool, Doc("With --destroy: destroy the Secret Manager secrets too")
+        ] = False,
+        offline: Annotated[
+            bool, Doc("Plan against an empty local state: no credentials, no refresh (never applicable)")
+        ] = False,
     ) -> dagger.Directory:
         """Plan the GKE substrate: policy, fmt, init, validate-by-plan; returns plan.tfplan + plan.json."""
-        return substrate.plan(self.source, env, credentials)
+        return substrate.plan(
+            self.source, env, credentials, destroy=destroy, destroy_secrets=destroy_secrets, offline=offline
+        )
 
     @function_with(cache="never")
     async def tofu_apply(
@@ -240,9 +252,19 @@ class LlmPlatform:
         approve_delete: Annotated[
             list[str] | None, Doc("Resource addresses the plan may delete or replace (each one explicitly)")
         ] = None,
+        approve_all_deletes: Annotated[
+            bool, Doc("For a destroy plan only: approve every address it deletes (the list is printed first)")
+        ] = False,
     ) -> str:
         """Apply a saved plan from tofu-plan (never without one); deletes/replaces need approval."""
-        ctr = substrate.apply(self.source, env, plan, credentials, list(approve_delete or []))
+        ctr = substrate.apply(
+            self.source,
+            env,
+            plan,
+            credentials,
+            list(approve_delete or []),
+            approve_all_deletes=approve_all_deletes,
+        )
         return await ctr.stdout()
 
     @function

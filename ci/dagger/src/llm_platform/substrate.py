@@ -49,10 +49,21 @@ def _fresh(ctr: dagger.Container) -> dagger.Container:
     return ctr.with_env_variable("DELIVER_RUN_ID", str(time.time_ns()))
 
 
-def plan(source: dagger.Directory, env: str, credentials: dagger.Secret) -> dagger.Directory:
-    """`deliver plan --env ENV`: the directory with plan.tfplan, plan.json (summary) and inputs."""
-    ctr = _fresh(tofu_toolbox(source, credentials))
-    return deliver(ctr, "plan", "--env", env, "--out", PLAN_DIR).directory(PLAN_DIR)
+def plan(
+    source: dagger.Directory,
+    env: str,
+    credentials: dagger.Secret | None,
+    *,
+    destroy: bool = False,
+    destroy_secrets: bool = False,
+    offline: bool = False,
+) -> dagger.Directory:
+    """`deliver plan --env ENV [--destroy [--destroy-secrets]] [--offline]`: the directory with
+    plan.tfplan, plan.json (summary) and inputs. ``--offline`` needs no credentials (and mounts none)."""
+    flags = (["--destroy"] if destroy else []) + (["--destroy-secrets"] if destroy_secrets else [])
+    flags += ["--offline"] if offline else []
+    ctr = _fresh(tofu_toolbox(source, None if offline else credentials))
+    return deliver(ctr, "plan", "--env", env, "--out", PLAN_DIR, *flags).directory(PLAN_DIR)
 
 
 def apply(
@@ -61,8 +72,12 @@ def apply(
     plan_dir: dagger.Directory,
     credentials: dagger.Secret,
     approve_delete: list[str],
+    *,
+    approve_all_deletes: bool = False,
 ) -> dagger.Container:
-    """`deliver apply --env ENV --plan PLAN_DIR/plan.tfplan [--approve-delete ADDRESS ...] --json`."""
+    """`deliver apply --env ENV --plan PLAN_DIR/plan.tfplan [--approve-delete ADDRESS ...]
+    [--approve-all-deletes] --json` (the CLI allows the last for a destroy plan only)."""
     approvals = [arg for address in approve_delete for arg in ("--approve-delete", address)]
+    approvals += ["--approve-all-deletes"] if approve_all_deletes else []
     ctr = _fresh(tofu_toolbox(source, credentials).with_directory(PLAN_DIR, plan_dir))
     return deliver(ctr, "apply", "--env", env, "--plan", f"{PLAN_DIR}/plan.tfplan", *approvals, "--json")
