@@ -39,6 +39,7 @@ from delivery.core.console import ProgressReporter  # noqa: E402
 from delivery.modelcar.busybox import build_busybox_layout  # noqa: E402
 from delivery.modelcar.pipeline import BuildOptions  # noqa: E402
 from delivery.modelcar.publish import publish as publish_fn  # noqa: E402
+from delivery.modelcar.tarlayer import _Stage  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "modelcar"
 ORAS_PY_PYTHON = ROOT / ".venv-scan" / "bin" / "python"
@@ -53,6 +54,25 @@ def cpu_seconds(pid: int | None) -> tuple[float, float]:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     tick = os.sysconf("SC_CLK_TCK")
     return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+class Steal:
+    """The share of CPU time the hypervisor gave to other guests (``steal`` of /proc/stat) since the
+    last ``read``: on a shared VM this, more than the load average, says how noisy a round was."""
+
+    def __init__(self) -> None:
+        self._last = self._sample()
+
+    @staticmethod
+    def _sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+        return fields[7], sum(fields)
+
+    def read(self) -> float:
+        now = self._sample()
+        steal, total = now[0] - self._last[0], now[1] - self._last[1]
+        self._last = now
+        return steal / total if total else 0.0
 
 
 def timed_rss(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int, str, float]:
@@ -90,19 +110,6 @@ def blob_write_seconds(src: Path, dest: Path, *, kernel: bool) -> float:
     copy worth its cost (the blob's bytes then come from a second read of the file, not from the
     bytes that were hashed)?"""
     import hashlib
-    import queue
-    import threading
-
-    def stage(handle):  # type: ignore[no-untyped-def]
-        q: queue.Queue[object] = queue.Queue(4)
-
-        def run() -> None:
-            while (item := q.get()) is not None:
-                handle(item)
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        return q, thread
 
     layer, own = hashlib.sha256(), hashlib.sha256()
     subprocess.run(["sync"], check=True)
@@ -118,23 +125,23 @@ def blob_write_seconds(src: Path, dest: Path, *, kernel: bool) -> float:
                 offset[0] += done
                 n -= done
 
-        hashq, hasher = stage(own.update)
-        writeq, writer = stage(copy if kernel else out.write)
+        hasher = _Stage("bench-file-sha256", own.update)
+        writer = _Stage("bench-blob-write", copy if kernel else out.write)
         while part := fh.read(2 << 20):
-            hashq.put(part)
-            writeq.put(len(part) if kernel else part)
+            hasher.put(part)
+            writer.put(len(part) if kernel else part)
             layer.update(part)
-        hashq.put(None)
-        writeq.put(None)
-        hasher.join()
-        writer.join()
+        hasher.close()
+        writer.close()
     seconds = time.perf_counter() - start
     dest.unlink()
     return seconds
 
 
 def curl_ingest(host: str, files: list[Path], curl: str) -> float:
-    """The registry's own ingest limit: one monolithic blob upload per file (POST, then PUT)."""
+    """The registry's own ingest limit: one monolithic blob upload per file (POST, then a PUT that
+    streams the file: ``--upload-file``; ``--data-binary @file`` would read each file into memory
+    first and measure curl, not the registry)."""
     import hashlib
     import re
 
@@ -156,7 +163,7 @@ def curl_ingest(host: str, files: list[Path], curl: str) -> float:
         sep = "&" if "?" in url else "?"
         subprocess.run(
             [curl, "-sS", "-f", "-X", "PUT", "-H", "Content-Type: application/octet-stream",
-             "--data-binary", f"@{p}", "-o", "/dev/null", f"{url}{sep}digest={digests[p]}"],
+             "--upload-file", str(p), "-o", "/dev/null", f"{url}{sep}digest={digests[p]}"],
             check=True, capture_output=True,
         )  # fmt: skip
     return time.perf_counter() - start
@@ -270,6 +277,7 @@ def main() -> None:
                "--allow-unverified-source", "--cache-dir", str(cache), "--json"]  # fmt: skip
     rounds: list[dict[str, float]] = []
     rss: dict[str, int] = {}
+    steal = Steal()
     for n in range(1, args.rounds + 1):
         r: dict[str, float] = {}
         settle()
@@ -331,7 +339,8 @@ def main() -> None:
         shutil.rmtree(OUT / "registry-curl", ignore_errors=True)
         with running_registry(OUT / "registry-oras", binary=registry) as reg:
             settle()
-            r["oras"], peak, _, _ = timed_rss(
+            before = cpu_seconds(reg.pid)
+            r["oras"], peak, _, r["oras_cpu"] = timed_rss(
                 [
                     oras,
                     "push",
@@ -342,6 +351,8 @@ def main() -> None:
                 ]
             )
             rss["oras"] = max(rss.get("oras", 0), peak)
+            after = cpu_seconds(reg.pid)
+            r["oras_registry_cpu"] = after[0] + after[1] - before[0] - before[1]
         shutil.rmtree(OUT / "registry-oras", ignore_errors=True)
         with running_registry(OUT / "registry-oraspy", binary=registry) as reg:
             settle()
@@ -350,6 +361,12 @@ def main() -> None:
             )
             rss["oraspy"] = max(rss.get("oraspy", 0), peak)
         shutil.rmtree(OUT / "registry-oraspy", ignore_errors=True)
+        cores = os.cpu_count() or 1
+        # a push on loopback shares the cores with the registry: the CPU both spend, spread over all
+        # cores, is as fast as that push can be here
+        r["push_floor"] = (r["push_cpu"] + r["push_registry_user"] + r["push_registry_sys"]) / cores
+        r["oras_floor"] = (r["oras_cpu"] + r["oras_registry_cpu"]) / cores
+        r["steal"] = steal.read()
         rounds.append(r)
         print(
             f"round {n}: hashlib {r['hash1']:.2f} s (1 core) {r['hashN']:.2f} s (all), cp {r['cp']:.2f} s "
@@ -360,8 +377,9 @@ def main() -> None:
             f"peer {r['peer']:.2f} s -> push vs peer {r['peer'] / r['push']:.2f}x "
             f"(CPU: our client {r['push_cpu']:.1f} s, registry {r['push_registry_user']:.1f} s user + "
             f"{r['push_registry_sys']:.1f} s sys during ours, "
-            f"{r['peer_registry_cpu']:.1f} s during the peer's; "
-            f"load {os.getloadavg()[0]:.2f})",
+            f"{r['peer_registry_cpu']:.1f} s during the peer's; oras CLI {r['oras_cpu']:.1f} s, "
+            f"registry {r['oras_registry_cpu']:.1f} s during it; "
+            f"load {os.getloadavg()[0]:.2f}, steal {r['steal']:.0%})",
             flush=True,
         )
 
@@ -414,6 +432,12 @@ def main() -> None:
     print(
         f"push time oras CLI / ours: {oras_x:.2f}, oras-py / ours: {oraspy_x:.2f} (above 1: ours is faster)"
     )
+    print(
+        f"push CPU (client + registry, over {os.cpu_count()} cores): ours {med('push_floor'):.2f} s of "
+        f"{med('push'):.2f} s ({med_ratio('push_floor', 'push'):.2f}x of its CPU floor), oras CLI "
+        f"{med('oras_floor'):.2f} s of {med('oras'):.2f} s ({med_ratio('oras_floor', 'oras'):.2f}x); "
+        f"client CPU ours {med('push_cpu'):.1f} s, oras {med('oras_cpu'):.1f} s"
+    )
     sha_push, sha_build = med_ratio("sha", "push"), med_ratio("sha", "build")
     print(f"(continuity) cold push vs sha256sum: {sha_push:.2f}x, build {sha_build:.2f}x")
     print(f"cold push vs peer:       {med_ratio('peer', 'push'):.2f}x faster, rounds "
@@ -423,7 +447,8 @@ def main() -> None:
           f"in-process {inproc.bytes_sent}")  # fmt: skip
     print(f"peak RSS:                build {rss['build']} MiB, push {rss['push']} MiB (target < 200); "
           f"oras CLI {rss['oras']} MiB, oras-py {rss['oraspy']} MiB")  # fmt: skip
-    print(f"load after: {os.getloadavg()[0]:.2f}")
+    stolen = ", ".join(f"{r['steal']:.0%}" for r in rounds)
+    print(f"load after: {os.getloadavg()[0]:.2f}; CPU stolen by the hypervisor per round: {stolen}")
 
 
 if __name__ == "__main__":
