@@ -214,8 +214,9 @@ def main() -> None:
     weights = make_weights(OUT / "weights", total)
     nbytes = sum(p.stat().st_size for p in weights)
     load = os.getloadavg()
+    cores = os.cpu_count() or 1
     registry = shutil.which(args.registry) or args.registry
-    print(f"data: {nbytes / 1e9:.2f} GB in {len(weights)} files; cpus={os.cpu_count()} load={load[0]:.2f}")
+    print(f"data: {nbytes / 1e9:.2f} GB in {len(weights)} files; cpus={cores} load={load[0]:.2f}")
     version = subprocess.run([registry, "--version"], capture_output=True, text=True).stdout.strip()
     print(f"registry: {registry} ({version or 'unknown version'})")
 
@@ -284,7 +285,7 @@ def main() -> None:
         r["sha"], peak, _, _ = timed_rss(["sha256sum", *map(str, weights)])
         rss["sha"] = max(rss.get("sha", 0), peak)
         r["hash1"] = hashlib_seconds(weights, 1)
-        r["hashN"] = hashlib_seconds(weights, os.cpu_count() or 1)
+        r["hashN"] = hashlib_seconds(weights, cores)
         r["openssl"], _, _, _ = timed_rss(
             ["sh", "-c", 'cat "$@" | openssl dgst -sha256', "sh", *map(str, weights)]
         )
@@ -295,7 +296,7 @@ def main() -> None:
         r["limit"] = max(r["hashN"], r["cp"])  # the build can go no faster than the slower of the two
         # the floor of the work a verified build must do: every byte hashed twice (layer digest and the
         # file's own sha256, which the hub check and the lock need) and written once, on all cores
-        r["floor"] = max((2 * r["hash1"] + r["cp_cpu"]) / (os.cpu_count() or 1), r["cp"])
+        r["floor"] = max((2 * r["hash1"] + r["cp_cpu"]) / cores, r["cp"])
         biggest = max(weights, key=lambda p: p.stat().st_size)
         r["pass_write"] = blob_write_seconds(biggest, OUT / "blob-write", kernel=False)
         r["pass_kernel"] = blob_write_seconds(biggest, OUT / "blob-write", kernel=True)
@@ -361,7 +362,6 @@ def main() -> None:
             )
             rss["oraspy"] = max(rss.get("oraspy", 0), peak)
         shutil.rmtree(OUT / "registry-oraspy", ignore_errors=True)
-        cores = os.cpu_count() or 1
         # a push on loopback shares the cores with the registry: the CPU both spend, spread over all
         # cores, is as fast as that push can be here
         r["push_floor"] = (r["push_cpu"] + r["push_registry_user"] + r["push_registry_sys"]) / cores
@@ -392,7 +392,7 @@ def main() -> None:
     last = rounds[-1]
     rows = [
         ("hashlib sha256, 1 core", med("hash1"), 0),
-        (f"hashlib sha256, {os.cpu_count()} cores (limit)", med("hashN"), 0),
+        (f"hashlib sha256, {cores} cores (limit)", med("hashN"), 0),
         ("openssl dgst -sha256, 1 core", med("openssl"), 0),
         ("cp of the bytes (write limit)", med("cp"), 0),
         ("floor: 2 hashes + a write, all cores", med("floor"), 0),
@@ -433,7 +433,7 @@ def main() -> None:
         f"push time oras CLI / ours: {oras_x:.2f}, oras-py / ours: {oraspy_x:.2f} (above 1: ours is faster)"
     )
     print(
-        f"push CPU (client + registry, over {os.cpu_count()} cores): ours {med('push_floor'):.2f} s of "
+        f"push CPU (client + registry, over {cores} cores): ours {med('push_floor'):.2f} s of "
         f"{med('push'):.2f} s ({med_ratio('push_floor', 'push'):.2f}x of its CPU floor), oras CLI "
         f"{med('oras_floor'):.2f} s of {med('oras'):.2f} s ({med_ratio('oras_floor', 'oras'):.2f}x); "
         f"client CPU ours {med('push_cpu'):.1f} s, oras {med('oras_cpu'):.1f} s"

@@ -155,23 +155,23 @@ def test_the_cli_accepts_exactly_the_arguments_the_module_passes() -> None:
             dagger.dag.directory(), "dev", dagger.dag.directory(), secret, [], approve_all_deletes=True
         )
     )[-1]
-    for args in (destroy_args, offline_args, all_args):
+
+    def parse(args: list[str]) -> dict[str, Any]:
+        """The parameters ``deliver`` parses from one exec of the module (its subcommand's)."""
         ctx = cli.main_group.make_context("deliver", args[1:], resilient_parsing=True)
         command = cli.main_group.get_command(ctx, args[3])
         assert command is not None
-        params = command.make_context(args[3], args[4:], parent=ctx).params
+        return command.make_context(args[3], args[4:], parent=ctx).params
+
+    for args in (destroy_args, offline_args, all_args):
+        params = parse(args)
         assert params["env"] == "dev"
         if args[3] == "plan":
             assert params["destroy"] is params["destroy_secrets"] is (args is destroy_args)
             assert params["offline"] is (args is offline_args)
         else:
             assert params["approve_all_deletes"] is True
-    parsed = {}
-    for args in (plan_args, apply_args):
-        ctx = cli.main_group.make_context("deliver", args[1:], resilient_parsing=True)
-        command = cli.main_group.get_command(ctx, args[3])
-        assert command is not None
-        parsed[args[3]] = command.make_context(args[3], args[4:], parent=ctx).params
+    parsed = {args[3]: parse(args) for args in (plan_args, apply_args)}
     assert parsed["plan"]["env"] == "dev" and parsed["plan"]["out_dir"] == Path("/plan")
     assert parsed["apply"]["plan_file"] == Path("/plan/plan.tfplan")
     assert parsed["apply"]["approve_delete"] == ("a.b",) and parsed["apply"]["as_json"] is True
